@@ -1,0 +1,34 @@
+// The tiergate executable: one binary, sub-commands in the style of `git`.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "gateway/qos_check_command.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: tiergate <command> [args]\n"
+    "\n"
+    "commands:\n"
+    "  qos check FILE    validate a qos_config.json and print its groups, users and shares\n"
+    "  version           print the version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "version" || args[0] == "--version") {
+    std::cout << "tiergate " << TIERGATE_VERSION << "\n";
+    return 0;
+  }
+  if (args.size() >= 2 && args[0] == "qos" && args[1] == "check") {
+    return tiergate::gateway::run_qos_check({args.begin() + 2, args.end()}, std::cout, std::cerr);
+  }
+  std::cerr << "tiergate: unknown command '" << args[0] << "'\n\n" << kUsage;
+  return 2;
+}

@@ -1,0 +1,45 @@
+// A snapshot of who has been served what, per user and per group, for /admin/qos and /metrics.
+// Plain values copied out of the admission queue under its lock; safe to keep and format anywhere.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tiergate::qos {
+
+struct UserUsage {
+  std::string user_id;
+  std::string group;
+  bool unknown = false;        // served under the group's "default" entry
+  double weighted_tokens = 0;  // w_in * prompt + w_out * output, as charged
+  std::int64_t prompt_tokens = 0;
+  std::int64_t output_tokens = 0;
+  std::uint64_t requests = 0;  // admitted so far
+  std::size_t waiting = 0;
+  std::size_t running = 0;
+  double quota_share = 0;      // normalised quota_pct in the group (unknown users: the default share)
+  double served_share = 0;     // this user's fraction of the group's weighted tokens so far
+  double virtual_counter = 0;  // the fair-share counter the queue orders by
+};
+
+struct GroupUsage {
+  std::string name;
+  int priority = 0;
+  double weighted_tokens = 0;
+  std::uint64_t requests = 0;
+  std::size_t waiting = 0;
+  std::size_t running = 0;
+};
+
+struct UsageReport {
+  std::vector<GroupUsage> groups;  // priority order
+  std::vector<UserUsage> users;    // by group, then user id
+};
+
+std::string to_json(const UsageReport& report);
+// A fixed-width table for terminals and logs.
+std::string to_text(const UsageReport& report);
+
+}  // namespace tiergate::qos

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: installs what is missing, builds, runs ctest.
+#   bash tools/test.sh            release build (what CI runs)
+#   bash tools/test.sh debug      AddressSanitizer + UndefinedBehaviorSanitizer build
+# Extra arguments go to ctest (e.g. -R Admission, -L gpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset="release"
+if [ "${1:-}" = "release" ] || [ "${1:-}" = "debug" ]; then preset="$1"; shift; fi
+bash tools/build.sh "$preset"
+ctest --preset "$preset" -j"$(nproc)" "$@"
