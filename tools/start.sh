@@ -8,5 +8,5 @@ bash tools/build.sh release
 ./build/release/gateway/tiergate qos check config/qos_config.json
 for workload in tools/workloads/*.jsonl; do
   echo
-  ./build/release/tools/qos_sim/qos-sim --config "${workload%.jsonl}.qos.json" --workload "$workload"
+  ./build/release/tools/qos_sim/qos-sim --config config/qos_config.json --workload "$workload"
 done
