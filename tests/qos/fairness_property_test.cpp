@@ -1,0 +1,229 @@
+// Fairness of qos/admission_queue.* inside one group, driven by the modelled continuous-batching
+// engine of tools/qos_sim (the same one the simulator uses).
+//
+// The bound checked, derived from the test's own parameters: with batch capacity B and a largest
+// request cost C = w_in * max_prompt + w_out * max_output, when user a is admitted its counter is
+// the smallest among waiting users, and afterwards it grows only by what its at most B running
+// requests still cost. So for two users continuously backlogged from the same start,
+//   |W_a/s_a - W_b/s_b| <= U = B * C / min(s),
+// and over any sub-interval the gap changes by at most 2U (the DESIGN.md §3 form).
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "qos/check.h"
+#include "qos/config_parser.h"
+#include "tools/qos_sim/admission_queue_policy.h"
+#include "tools/qos_sim/engine_model.h"
+#include "tools/qos_sim/simulator.h"
+
+namespace tiergate::qos {
+namespace {
+
+using qos_sim::AdmissionQueuePolicy;
+using qos_sim::EngineModel;
+using qos_sim::EngineShape;
+using qos_sim::SimRequest;
+
+struct Scenario {
+  std::vector<int> quotas;        // one user each, named u0, u1, ...
+  EngineShape shape;
+  std::int64_t max_prompt = 1;
+  std::int64_t max_output = 1;
+  bool fcfs = false;
+};
+
+std::shared_ptr<const Config> group_config(const Scenario& s) {
+  std::string users;
+  for (std::size_t u = 0; u < s.quotas.size(); ++u) {
+    users += (u ? ", " : "") + std::string("{\"id\": \"u") + std::to_string(u) +
+             "\", \"quota_pct\": " + std::to_string(s.quotas[u]) + "}";
+  }
+  const std::string text = std::string("{\"enable_user_qos\": ") + (s.fcfs ? "false" : "true") +
+                           ", \"user_groups\": [\"G\"], \"user_group_map\": {\"G\": [" + users + "]}}";
+  ConfigParseResult parsed = parse_config(text, "scenario.json");
+  QOS_CHECK(parsed.ok());
+  return parsed.config;
+}
+
+// What a run saw: per pair of users, the extremes of W_a/s_a - W_b/s_b over the measured phase.
+struct Trace {
+  std::map<std::pair<std::size_t, std::size_t>, std::pair<double, double>> gap_range;
+  std::vector<double> served;  // weighted tokens per user
+  double bound_u = 0;
+};
+
+// Drives the engine for `steps` steps. User u is kept backlogged (more than B requests waiting
+// before every step, so that one step's admissions cannot empty its queue)
+// from step `joins[u]` on; request sizes come from `size_of(user, i)`. Gaps are measured from
+// `measure_from` (the step at which every user has joined).
+template <typename SizeOf>
+Trace run(const Scenario& s, int steps, const std::vector<int>& joins, SizeOf size_of) {
+  AdmissionQueuePolicy policy("under-test", group_config(s));
+  EngineModel engine(s.shape);
+  const std::size_t n = s.quotas.size();
+  std::vector<double> share(n);
+  double sum = 0;
+  for (int q : s.quotas) sum += q;
+  for (std::size_t u = 0; u < n; ++u) share[u] = s.quotas[u] / sum;
+
+  std::unordered_map<std::uint64_t, SimRequest> requests;
+  std::vector<std::size_t> waiting(n, 0), issued(n, 0);
+  std::uint64_t next_id = 1;
+  Trace trace;
+  trace.served.assign(n, 0);
+  const double cost = 1.0 * static_cast<double>(s.max_prompt) + 2.0 * static_cast<double>(s.max_output);
+  trace.bound_u = static_cast<double>(s.shape.batch_capacity) * cost / *std::min_element(share.begin(), share.end());
+  const int measure_from = *std::max_element(joins.begin(), joins.end());
+
+  double now = 0;
+  for (int step = 0; step < steps; ++step) {
+    for (std::size_t u = 0; u < n; ++u) {
+      if (step < joins[u]) continue;
+      while (waiting[u] <= s.shape.batch_capacity) {
+        auto [prompt, output] = size_of(u, issued[u]++);
+        SimRequest r{next_id++, now, "u" + std::to_string(u), prompt, output};
+        requests.emplace(r.id, r);
+        QOS_CHECK(policy.enqueue(r, now));
+        ++waiting[u];
+      }
+    }
+    const qos_sim::StepResult result = engine.step(policy, requests, now);
+    for (std::uint64_t id : result.admitted) --waiting[std::stoul(requests.at(id).user.substr(1))];
+    now += result.duration_s;
+    const UsageReport usage = policy.queue().usage();
+    for (const UserUsage& uu : usage.users) trace.served[std::stoul(uu.user_id.substr(1))] = uu.weighted_tokens;
+    if (step < measure_from) continue;
+    for (std::size_t a = 0; a < n; ++a) {
+      for (std::size_t b = a + 1; b < n; ++b) {
+        const double gap = trace.served[a] / share[a] - trace.served[b] / share[b];
+        auto [it, fresh] = trace.gap_range.try_emplace({a, b}, gap, gap);
+        it->second.first = std::min(it->second.first, gap);
+        it->second.second = std::max(it->second.second, gap);
+      }
+    }
+  }
+  return trace;
+}
+
+// Measures gaps relative to the phase start: the largest change over any sub-interval.
+double worst_interval_gap(const Trace& t) {
+  double worst = 0;
+  for (const auto& [pair, range] : t.gap_range) worst = std::max(worst, range.second - range.first);
+  return worst;
+}
+
+rc::Gen<Scenario> scenario_gen() {
+  return rc::gen::apply(
+      [](std::vector<int> quotas, int batch, int budget, int max_prompt, int max_output) {
+        Scenario s;
+        s.quotas = std::move(quotas);
+        s.shape.batch_capacity = static_cast<std::size_t>(batch);
+        s.shape.token_budget = budget;
+        s.max_prompt = max_prompt;
+        s.max_output = max_output;
+        return s;
+      },
+      rc::gen::container<std::vector<int>>(static_cast<std::size_t>(*rc::gen::inRange(2, 5)),
+                                           rc::gen::inRange(1, 101)),
+      rc::gen::inRange(1, 9), rc::gen::inRange(16, 513), rc::gen::inRange(1, 300), rc::gen::inRange(1, 60));
+}
+
+RC_GTEST_PROP(FairnessProperty, ContinuouslyBackloggedUsersStayWithinTheVtcBound, ()) {
+  const Scenario s = *scenario_gen();
+  const auto seeds = *rc::gen::container<std::vector<int>>(64, rc::gen::inRange(0, 1 << 20));
+  auto size_of = [&](std::size_t u, std::size_t i) {
+    const std::int64_t r = seeds[(u * 31 + i) % seeds.size()] + static_cast<std::int64_t>(i * 7919);
+    return std::pair<std::int64_t, std::int64_t>{1 + r % s.max_prompt, 1 + (r / 7) % s.max_output};
+  };
+  const Trace t = run(s, 400, std::vector<int>(s.quotas.size(), 0), size_of);
+  for (const auto& [pair, range] : t.gap_range) {
+    // From a common start: every point within U; any sub-interval within 2U.
+    RC_ASSERT(std::max(std::abs(range.first), std::abs(range.second)) <= t.bound_u + 1e-6);
+    RC_ASSERT(range.second - range.first <= 2 * t.bound_u + 1e-6);
+  }
+}
+
+RC_GTEST_PROP(FairnessProperty, LongRunSharesConvergeToQuotaShares, ()) {
+  Scenario s = *scenario_gen();
+  auto size_of = [&](std::size_t u, std::size_t i) {
+    return std::pair<std::int64_t, std::int64_t>{1 + static_cast<std::int64_t>((u * 97 + i * 13) % static_cast<std::size_t>(s.max_prompt)),
+                                                 1 + static_cast<std::int64_t>((u * 7 + i * 5) % static_cast<std::size_t>(s.max_output))};
+  };
+  const Trace t = run(s, 3000, std::vector<int>(s.quotas.size(), 0), size_of);
+  double total = 0, quota_sum = 0;
+  for (double w : t.served) total += w;
+  for (int q : s.quotas) quota_sum += q;
+  RC_ASSERT(total > 0);
+  for (std::size_t u = 0; u < s.quotas.size(); ++u) {
+    const double share = s.quotas[u] / quota_sum;
+    // |W_u/W - s_u| <= s_u * U / W follows from every pair being within U.
+    RC_ASSERT(std::abs(t.served[u] / total - share) <= share * t.bound_u / total + 1e-9);
+  }
+}
+
+RC_GTEST_PROP(FairnessProperty, IdleTimeBanksNoCredit, ()) {
+  // u1 joins after u0 has been served alone; from then on the pair stays within the bound. Without
+  // the counter lift u1 would be served exclusively until it had caught up with u0's whole history.
+  Scenario s = *scenario_gen();
+  s.quotas.resize(2);
+  auto size_of = [&](std::size_t, std::size_t i) {
+    return std::pair<std::int64_t, std::int64_t>{1 + static_cast<std::int64_t>(i % static_cast<std::size_t>(s.max_prompt)),
+                                                 1 + static_cast<std::int64_t>(i % static_cast<std::size_t>(s.max_output))};
+  };
+  const int join = *rc::gen::inRange(50, 300);
+  const Trace t = run(s, join + 300, {0, join}, size_of);
+  RC_ASSERT(worst_interval_gap(t) <= 2 * t.bound_u + 1e-6);
+}
+
+TEST(FairnessProperty, TheCheckDetectsUnfairnessUnderFcfs) {
+  // Negative control: the same harness with FCFS and one user sending the largest requests while
+  // the other sends the smallest; request-count fairness lets the gap grow without bound.
+  Scenario s;
+  s.quotas = {50, 50};
+  s.shape.batch_capacity = 4;
+  s.shape.token_budget = 256;
+  s.max_prompt = 200;
+  s.max_output = 20;
+  s.fcfs = true;
+  auto size_of = [&](std::size_t u, std::size_t) {
+    return u == 0 ? std::pair<std::int64_t, std::int64_t>{200, 20} : std::pair<std::int64_t, std::int64_t>{1, 1};
+  };
+  const Trace t = run(s, 2000, {0, 0}, size_of);
+  EXPECT_GT(worst_interval_gap(t), 2 * t.bound_u);
+  s.fcfs = false;
+  const Trace fair = run(s, 2000, {0, 0}, size_of);
+  EXPECT_LE(worst_interval_gap(fair), 2 * fair.bound_u);
+}
+
+RC_GTEST_PROP(FairnessProperty, EveryRequestIsEventuallyServed, ()) {
+  // No starvation: a finite random workload over several groups, scavengers and unknown users
+  // drains completely.
+  ConfigParseResult parsed = parse_config(R"({"enable_user_qos": true, "user_groups": ["Hi", "Lo"],
+      "user_group_map": {"Hi": [{"id": "h", "quota_pct": 70}, {"id": "hz", "quota_pct": 0}],
+                         "Lo": [{"id": "l", "quota_pct": 10}, {"id": "default", "quota_pct": 90}]}})",
+                                          "drain.json");
+  RC_ASSERT(parsed.ok());
+  const std::vector<std::string> users = {"h", "hz", "l", "x1", "x2", "x3"};
+  const auto n = *rc::gen::inRange(1, 200);
+  std::vector<SimRequest> workload;
+  for (int i = 0; i < n; ++i) {
+    workload.push_back(SimRequest{static_cast<std::uint64_t>(i + 1), *rc::gen::inRange(0, 20) / 2.0,
+                                  users[static_cast<std::size_t>(*rc::gen::inRange(0, 6))],
+                                  *rc::gen::inRange(1, 300), *rc::gen::inRange(1, 40)});
+  }
+  std::stable_sort(workload.begin(), workload.end(),
+                   [](const SimRequest& a, const SimRequest& b) { return a.arrival_s < b.arrival_s; });
+  AdmissionQueuePolicy policy("tiergate", parsed.config);
+  const qos_sim::SimResult result = qos_sim::simulate(workload, policy, EngineShape{}, *parsed.config);
+  for (const qos_sim::UserStats& u : result.users) RC_ASSERT(u.completed == u.submitted);
+  RC_ASSERT(policy.queue().waiting() == 0u);
+  RC_ASSERT(policy.queue().running() == 0u);
+}
+
+}  // namespace
+}  // namespace tiergate::qos
