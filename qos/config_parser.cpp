@@ -372,14 +372,17 @@ class Validator {
       } else {
         user.quota_pct = number_of(quota->second);
       }
-      if (!valid) continue;
-      // "default" may appear once per group; real ids once in the whole file.
-      const std::string key = user.id == kDefaultUserId ? group_path + "#default" : user.id;
-      if (auto [seen, inserted] = seen_ids.emplace(key, path + ".id"); !inserted) {
-        error(path + ".id", "user " + quote(user.id) + " is already listed at " + seen->second,
-              "a user belongs to exactly one group: keep one entry");
-        continue;
+      // "default" may appear once per group; real ids once in the whole file. Checked even when
+      // the quota is bad, so that both problems are reported at once.
+      if (!user.id.empty()) {
+        const std::string key = user.id == kDefaultUserId ? group_path + "#default" : user.id;
+        if (auto [seen, inserted] = seen_ids.emplace(key, path + ".id"); !inserted) {
+          error(path + ".id", "user " + quote(user.id) + " is already listed at " + seen->second,
+                "a user belongs to exactly one group: keep one entry");
+          continue;
+        }
       }
+      if (!valid) continue;
       users.push_back(std::move(user));
     }
     return users;
