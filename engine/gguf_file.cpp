@@ -130,25 +130,6 @@ std::string_view ggml_type_name(std::uint32_t type) {
   return type < std::size(kNames) ? kNames[type] : "unknown";
 }
 
-std::size_t ggml_block_elements(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32: case GgmlType::kF16: case GgmlType::kBF16: return 1;
-    case GgmlType::kQ4_0: case GgmlType::kQ4_1: case GgmlType::kQ8_0: return 32;
-  }
-  return 1;
-}
-
-std::size_t ggml_block_bytes(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32: return 4;
-    case GgmlType::kF16: case GgmlType::kBF16: return 2;
-    case GgmlType::kQ4_0: return 18;  // f16 scale + 32 nibbles
-    case GgmlType::kQ4_1: return 20;  // f16 scale + f16 min + 32 nibbles
-    case GgmlType::kQ8_0: return 34;  // f16 scale + 32 int8
-  }
-  return 0;
-}
-
 std::uint64_t GgufTensor::elements() const {
   std::uint64_t n = 1;
   for (std::uint64_t d : shape) n *= d;
@@ -224,12 +205,12 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     tensor.name = std::move(t.name);
     tensor.shape = std::move(t.shape);
     tensor.type = static_cast<GgmlType>(type);
-    const std::uint64_t per_block = ggml_block_elements(tensor.type);
+    const std::uint64_t per_block = kernels::block_elements(tensor.type);
     if (tensor.shape[0] % per_block != 0) {
       throw GgufError(path + ": tensor " + tensor.name + " has rows of " + std::to_string(tensor.shape[0]) +
                       " elements, not a multiple of its block size " + std::to_string(per_block));
     }
-    const std::uint64_t bytes = tensor.elements() / per_block * ggml_block_bytes(tensor.type);
+    const std::uint64_t bytes = tensor.elements() / per_block * kernels::block_bytes(tensor.type);
     if (t.offset % alignment != 0 || t.offset > file->map_size_ - data_start ||
         bytes > file->map_size_ - data_start - t.offset) {
       throw GgufError(path + ": tensor " + tensor.name + " lies outside the file (offset " +

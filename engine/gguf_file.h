@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/tensor_type.h"
+
 namespace tiergate::engine {
 
 class GgufError : public std::runtime_error {
@@ -22,12 +24,9 @@ class GgufError : public std::runtime_error {
 };
 
 // ggml's tensor type ids for the types we run; the reader names any other id in its error.
-enum class GgmlType : std::uint32_t { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 8, kBF16 = 30 };
+using GgmlType = kernels::DType;
 
 std::string_view ggml_type_name(std::uint32_t type);
-// Elements per block and bytes per block of a supported type (F32: 1 and 4, Q4_1: 32 and 20, ...).
-std::size_t ggml_block_elements(GgmlType type);
-std::size_t ggml_block_bytes(GgmlType type);
 
 struct GgufTensor {
   std::string name;

@@ -1,7 +1,10 @@
 // Byte-level BPE tokenizer (GPT-2 family) built from a GGUF file's tokenizer.ggml.* metadata:
-// vocabulary, merges, token types and the pre-tokenizer named by tokenizer.ggml.pre. Exact on any
-// byte string: valid UTF-8 tokenizes as llama.cpp does; ill-formed bytes go through the byte-level
-// fallback, so decode(encode(x)) == x always. Immutable after construction; any thread may use it.
+// vocabulary, merges, token types and the pre-tokenizer named by tokenizer.ggml.pre. Valid UTF-8
+// tokenizes as llama.cpp does; ill-formed bytes go through the byte-level fallback, so
+// decode(encode(x)) == x for every byte the vocabulary has a token for. A vocabulary may lack a few
+// byte tokens (SmolLM2's has no token for 21 bytes: some control characters and bytes that never
+// occur in UTF-8); those bytes are dropped, where llama.cpp would throw. Immutable after
+// construction; any thread may use it.
 // from_gguf throws std::runtime_error naming what is unsupported (start-up tier).
 #pragma once
 
@@ -45,6 +48,7 @@ class Tokenizer {
   std::string token_bytes(TokenId token, bool render_special = false) const;
 
   std::size_t vocab_size() const { return tokens_.size(); }
+  bool can_encode_byte(unsigned char byte) const { return byte_token_[byte] >= 0; }
   const std::string& token_text(TokenId token) const { return tokens_.at(static_cast<std::size_t>(token)); }
   TokenType token_type(TokenId token) const { return types_.at(static_cast<std::size_t>(token)); }
   std::optional<TokenId> find(std::string_view text) const;

@@ -8,4 +8,5 @@ cd "$(dirname "$0")/.."
 preset="release"
 if [ "${1:-}" = "release" ] || [ "${1:-}" = "debug" ]; then preset="$1"; shift; fi
 bash tools/build.sh "$preset"
+bash tools/fetch_model.sh >/dev/null  # the engine tests run the default GGUF
 ctest --preset "$preset" -j"$(nproc)" "$@"

@@ -1,0 +1,103 @@
+#include "engine/cpu_executor.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/check.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/quant.h"
+
+namespace tiergate::engine {
+
+namespace kc = kernels::cpu;
+
+std::int32_t StepBatch::add_sequence(const std::vector<BlockId>& table) {
+  TG_CHECK(table.size() <= max_blocks);  // set max_blocks to the longest table first
+  const auto row = static_cast<std::int32_t>(block_tables.size() / max_blocks);
+  block_tables.insert(block_tables.end(), table.begin(), table.end());
+  block_tables.resize(block_tables.size() + (max_blocks - table.size()), -1);
+  return row;
+}
+
+void StepBatch::add_token(TokenId token, std::int32_t position, std::int32_t seq_row, bool wants_logits) {
+  if (wants_logits) logit_rows.push_back(static_cast<std::int32_t>(tokens.size()));
+  tokens.push_back(token);
+  positions.push_back(position);
+  token_seq.push_back(seq_row);
+}
+
+CpuExecutor::CpuExecutor(const Model& model, KvCache& cache, std::size_t threads)
+    : model_(model), cache_(cache), pool_(threads) {}
+
+void CpuExecutor::linear(const Weight& w, const float* x, float* y, std::size_t tokens) {
+  kc::matmul({w.data, w.type, w.rows, w.cols, x, y, tokens}, pool_, scratch_);
+}
+
+void CpuExecutor::copy_blocks(std::span<const BlockCopy> copies) {
+  for (const BlockCopy& c : copies) cache_.copy_block(c.from, c.to);
+}
+
+void CpuExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
+  const ModelConfig& c = model_.config();
+  const std::size_t T = batch.tokens.size();
+  TG_CHECK(T > 0 && batch.positions.size() == T && batch.token_seq.size() == T);
+  const std::size_t dim = c.dim, kv_width = c.kv_heads * c.head_dim;
+  x_.resize(T * dim);
+  h_.resize(T * dim);
+  q_.resize(T * dim);
+  k_.resize(T * kv_width);
+  v_.resize(T * kv_width);
+  attn_.resize(T * dim);
+  o_.resize(T * dim);
+  gate_.resize(T * c.ffn_dim);
+  up_.resize(T * c.ffn_dim);
+  act_.resize(T * c.ffn_dim);
+
+  const Weight& emb = model_.embedding();
+  const std::size_t emb_row = kernels::row_bytes(emb.type, emb.cols);
+  for (std::size_t t = 0; t < T; ++t) {
+    const auto token = static_cast<std::size_t>(batch.tokens[t]);
+    TG_CHECK(token < emb.rows);
+    kc::dequantize_row(emb.type, static_cast<const std::byte*>(emb.data) + token * emb_row, x_.data() + t * dim, dim);
+  }
+
+  kernels::TokenLayout layout{batch.block_tables.data(), batch.max_blocks, batch.token_seq.data(),
+                              batch.positions.data(), T};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  for (std::size_t l = 0; l < c.layers; ++l) {
+    const LayerWeights& w = model_.layers()[l];
+    kc::rms_norm(x_.data(), static_cast<const float*>(w.attn_norm.data), h_.data(), T, dim, c.rms_eps);
+    linear(w.wq, h_.data(), q_.data(), T);
+    linear(w.wk, h_.data(), k_.data(), T);
+    linear(w.wv, h_.data(), v_.data(), T);
+    kc::rope(q_.data(), batch.positions.data(), T, c.heads, c.head_dim, c.rope_dims, c.rope_base);
+    kc::rope(k_.data(), batch.positions.data(), T, c.kv_heads, c.head_dim, c.rope_dims, c.rope_base);
+    const kernels::PagedKv kv = cache_.layer(l);
+    kc::kv_append({kv, layout, k_.data(), v_.data()});
+    kc::paged_attention({kv, layout, q_.data(), attn_.data(), c.heads, scale}, pool_);
+    linear(w.wo, attn_.data(), o_.data(), T);
+    kc::add_inplace(x_.data(), o_.data(), T * dim);
+
+    kc::rms_norm(x_.data(), static_cast<const float*>(w.ffn_norm.data), h_.data(), T, dim, c.rms_eps);
+    linear(w.w_gate, h_.data(), gate_.data(), T);
+    linear(w.w_up, h_.data(), up_.data(), T);
+    kc::silu_mul(gate_.data(), up_.data(), act_.data(), T * c.ffn_dim);
+    linear(w.w_down, act_.data(), o_.data(), T);
+    kc::add_inplace(x_.data(), o_.data(), T * dim);
+  }
+
+  const std::size_t R = batch.logit_rows.size();
+  logits.resize(R * c.vocab_size);
+  if (R == 0) return;
+  for (std::size_t r = 0; r < R; ++r) {
+    const auto t = static_cast<std::size_t>(batch.logit_rows[r]);
+    TG_CHECK(t < T);
+    kc::rms_norm(x_.data() + t * dim, static_cast<const float*>(model_.output_norm().data), h_.data() + r * dim, 1,
+                 dim, c.rms_eps);
+  }
+  linear(model_.output(), h_.data(), logits.data(), R);
+}
+
+}  // namespace tiergate::engine

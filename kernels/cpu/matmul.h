@@ -1,0 +1,27 @@
+// y = x · Wᵀ with W kept in its stored (possibly quantised) format: activations are quantised once
+// per call to the weight type's activation format, then every (weight row, token) pair is one
+// block dot product. Rows are split across the pool's threads. Engine-thread only (it owns the
+// pool and the scratch).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/tensor_type.h"
+
+namespace tiergate::kernels::cpu {
+
+struct MatmulParams {
+  const void* weight = nullptr;  // [rows, cols] in weight_type, one output feature per row
+  DType weight_type = DType::kF32;
+  std::size_t rows = 0;          // output features
+  std::size_t cols = 0;          // input features (a multiple of 32 for quantised types)
+  const float* x = nullptr;      // [tokens, cols]
+  float* y = nullptr;            // [tokens, rows]
+  std::size_t tokens = 0;
+};
+
+void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch);
+
+}  // namespace tiergate::kernels::cpu

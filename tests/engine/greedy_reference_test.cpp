@@ -1,0 +1,144 @@
+// The CPU engine against llama.cpp on the same GGUF (fixtures from tools/make_reference_fixtures.py).
+//
+// Single positions are bit-identical to llama.cpp (same quantised dot products, same activation
+// quantisation, same norms and RoPE). Across positions the two differ in the last bits of
+// attention (ggml sums and exponentiates with its own SIMD code), and in a 4-bit model such
+// differences surface as logit changes of up to ~0.5, enough to flip near-ties. So the checks are:
+//   - prompts tokenize identically;
+//   - teacher-forced on llama.cpp's own continuation, every clear decision (llama.cpp's top-2 gap
+//     >= kClearGap) is ours too, and at most kMaxDisagreement of all positions differ;
+//   - batch invariance: a request's greedy output is the same alone or batched with 15 others.
+// The stricter target (first divergence only at gaps < 1e-3) needs ggml's exact summation and exp
+// approximation order in attention; it is tracked in the engine issue, not claimed here.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "engine/cpu_executor.h"
+#include "tests/engine/model_fixture.h"
+
+namespace tiergate::engine {
+namespace {
+
+constexpr double kClearGap = 1.0;
+constexpr double kMaxDisagreement = 0.05;
+
+struct FixtureCase {
+  std::string prompt;
+  std::vector<TokenId> prompt_ids, greedy;
+  std::vector<double> gaps;
+};
+
+std::vector<FixtureCase> load_cases() {
+  simdjson::dom::parser parser;
+  std::vector<FixtureCase> cases;
+  for (simdjson::dom::element c : testing::load_fixture(parser, "greedy_continuations.json")["cases"].get_array()) {
+    FixtureCase fc;
+    fc.prompt = std::string(c["prompt"].get_string().value());
+    for (auto id : c["prompt_ids"].get_array()) fc.prompt_ids.push_back(static_cast<TokenId>(id.get_int64()));
+    for (auto id : c["greedy"].get_array()) fc.greedy.push_back(static_cast<TokenId>(id.get_int64()));
+    for (auto g : c["top2_gap"].get_array()) fc.gaps.push_back(g.get_double());
+    cases.push_back(std::move(fc));
+  }
+  return cases;
+}
+
+TEST(GreedyReference, PromptsTokenizeIdentically) {
+  TG_REQUIRE_MODEL(model);
+  for (const FixtureCase& c : load_cases()) EXPECT_EQ(model->tokenizer().encode(c.prompt, true), c.prompt_ids);
+}
+
+TEST(GreedyReference, TeacherForcedDecisionsAgreeWithLlamaCpp) {
+  TG_REQUIRE_MODEL(model);
+  const std::size_t vocab = model->config().vocab_size;
+  std::size_t positions = 0, disagreements = 0;
+  for (const FixtureCase& c : load_cases()) {
+    // One prefill of prompt + llama.cpp's continuation, logits at every generated position.
+    std::vector<TokenId> all = c.prompt_ids;
+    all.insert(all.end(), c.greedy.begin(), c.greedy.end() - 1);
+    const std::size_t blocks = all.size() / 16 + 2;
+    KvCache cache(model->config(), blocks, 16);
+    BlockManager bm(blocks, 16);
+    CpuExecutor executor(*model, cache, 2);
+    ASSERT_TRUE(bm.allocate(1, all));
+    StepBatch batch;
+    batch.max_blocks = bm.block_table(1).size();
+    const std::int32_t row = batch.add_sequence(bm.block_table(1));
+    for (std::size_t p = 0; p < all.size(); ++p) {
+      batch.add_token(all[p], static_cast<std::int32_t>(p), row, p + 1 >= c.prompt_ids.size());
+    }
+    std::vector<float> logits;
+    executor.forward(batch, logits);
+    for (std::size_t i = 0; i < c.greedy.size(); ++i) {
+      const float* l = logits.data() + i * vocab;
+      const auto ours = static_cast<TokenId>(std::max_element(l, l + vocab) - l);
+      ++positions;
+      if (ours == c.greedy[i]) continue;
+      ++disagreements;
+      EXPECT_LT(c.gaps[i], kClearGap) << "a clear llama.cpp decision differs at generated token " << i << " of \""
+                                      << c.prompt.substr(0, 40) << "\": ours " << ours << ", llama.cpp "
+                                      << c.greedy[i] << " (gap " << c.gaps[i] << ")";
+    }
+  }
+  std::cout << disagreements << " of " << positions << " teacher-forced positions differ from llama.cpp\n";
+  EXPECT_GT(positions, 300u);
+  EXPECT_LE(static_cast<double>(disagreements), kMaxDisagreement * static_cast<double>(positions));
+}
+
+// Greedy decoding of several sequences at once through one executor, continuous-batching style:
+// every step carries each unfinished sequence's pending tokens.
+std::map<int, std::vector<TokenId>> greedy_batch(const Model& model, const std::map<int, std::vector<TokenId>>& prompts,
+                                                 std::size_t steps) {
+  const std::size_t blocks = 512;
+  KvCache cache(model.config(), blocks, 16);
+  BlockManager bm(blocks, 16);
+  CpuExecutor executor(model, cache, 2);
+  std::map<int, std::vector<TokenId>> all = prompts, out;
+  std::map<int, std::size_t> computed;
+  for (const auto& [id, p] : prompts) EXPECT_TRUE(bm.allocate(static_cast<SequenceId>(id), p));
+  std::vector<float> logits;
+  for (std::size_t step = 0; step < steps; ++step) {
+    StepBatch batch;
+    std::vector<int> order;
+    for (const auto& [id, toks] : all) batch.max_blocks = std::max(batch.max_blocks, bm.block_table(static_cast<SequenceId>(id)).size());
+    for (const auto& [id, toks] : all) {
+      const std::int32_t row = batch.add_sequence(bm.block_table(static_cast<SequenceId>(id)));
+      for (std::size_t p = computed[id]; p < toks.size(); ++p) {
+        batch.add_token(toks[p], static_cast<std::int32_t>(p), row, p + 1 == toks.size());
+      }
+      order.push_back(id);
+    }
+    executor.forward(batch, logits);
+    for (std::size_t r = 0; r < order.size(); ++r) {
+      const int id = order[r];
+      const float* l = logits.data() + r * model.config().vocab_size;
+      const auto best = static_cast<TokenId>(std::max_element(l, l + model.config().vocab_size) - l);
+      computed[id] = all[id].size();
+      bm.mark_computed(static_cast<SequenceId>(id), computed[id]);
+      out[id].push_back(best);
+      all[id].push_back(best);
+      EXPECT_TRUE(bm.append(static_cast<SequenceId>(id), std::vector<TokenId>{best}));
+    }
+  }
+  return out;
+}
+
+TEST(GreedyReference, BatchInvariance) {
+  TG_REQUIRE_MODEL(model);
+  const std::vector<FixtureCase> cases = load_cases();
+  std::map<int, std::vector<TokenId>> prompts;
+  for (int i = 0; i < 16; ++i) {
+    std::vector<TokenId> p = cases[static_cast<std::size_t>(i) % cases.size()].prompt_ids;
+    p.resize(p.size() - static_cast<std::size_t>(i / static_cast<int>(cases.size())));  // vary lengths
+    prompts[i] = p;
+  }
+  const auto batched = greedy_batch(*model, prompts, 12);
+  for (int i : {0, 5, 13}) {
+    const auto alone = greedy_batch(*model, {{i, prompts[i]}}, 12);
+    EXPECT_EQ(alone.at(i), batched.at(i)) << "sequence " << i;
+  }
+}
+
+}  // namespace
+}  // namespace tiergate::engine
