@@ -1,0 +1,387 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <random>
+
+#include "kernels/check.h"
+
+namespace tiergate::engine {
+
+const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kNone: break;
+  }
+  return "";
+}
+
+struct Engine::Sequence {
+  Sequence(SequenceId sid_, std::int32_t index_, std::vector<TokenId> tokens_, const SamplingParams& params,
+           std::uint64_t seed, const Tokenizer& tokenizer)
+      : sid(sid_), index(index_), tokens(std::move(tokens_)), sampler(params, seed), stop(params.stop),
+        detok(tokenizer) {}
+
+  SequenceId sid;
+  std::int32_t index;
+  std::vector<TokenId> tokens;  // prompt, then generated
+  std::size_t computed = 0;     // tokens whose KV is in the cache
+  bool has_blocks = false;
+  std::size_t generated = 0;
+  FinishReason finish = FinishReason::kNone;
+  Sampler sampler;
+  StopMatcher stop;
+  StreamingDetokenizer detok;
+};
+
+struct Engine::Request {
+  EngineRequest request;
+  std::uint64_t seed = 0;
+  int priority = 0;
+  bool running = false;
+  std::uint64_t admission = 0;
+  bool forked = false;              // n > 1 choices created
+  bool prompt_charged = false;
+  std::vector<std::unique_ptr<Sequence>> seqs;
+
+  bool done() const {
+    return std::all_of(seqs.begin(), seqs.end(), [](const auto& s) { return s->finish != FinishReason::kNone; });
+  }
+};
+
+namespace {
+
+std::uint64_t choice_seed(std::uint64_t seed, std::int32_t index) {
+  return seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(index + 1));
+}
+
+}  // namespace
+
+Engine::Engine(const Model& model, EngineConfig config, AdmissionSource& source, OutputSink sink)
+    : model_(model),
+      config_(config),
+      source_(source),
+      sink_(std::move(sink)),
+      cache_(model.config(), config.num_blocks, config.block_size, config.kv_dtype),
+      blocks_(config.num_blocks, config.block_size),
+      executor_(model, cache_, config.threads) {}
+
+Engine::~Engine() = default;
+
+std::size_t Engine::max_request_tokens() const { return config_.num_blocks * config_.block_size; }
+
+void Engine::submit(EngineRequest request) {
+  std::lock_guard lock(inbox_mutex_);
+  inbox_submit_.push_back(std::move(request));
+}
+
+void Engine::cancel(RequestId id) {
+  std::lock_guard lock(inbox_mutex_);
+  inbox_cancel_.push_back(id);
+}
+
+bool Engine::idle() const {
+  std::lock_guard lock(inbox_mutex_);
+  return requests_.empty() && inbox_submit_.empty() && inbox_cancel_.empty();
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s = stats_;
+  s.running_requests = running_.size();
+  s.running_sequences = 0;
+  for (const auto& [order, r] : running_) {
+    for (const auto& seq : r->seqs) s.running_sequences += seq->finish == FinishReason::kNone;
+  }
+  s.blocks = blocks_.stats();
+  return s;
+}
+
+void Engine::drain_inbox() {
+  std::vector<EngineRequest> submitted;
+  std::vector<RequestId> cancelled;
+  {
+    std::lock_guard lock(inbox_mutex_);
+    submitted.swap(inbox_submit_);
+    cancelled.swap(inbox_cancel_);
+  }
+  for (EngineRequest& e : submitted) {
+    auto r = std::make_unique<Request>();
+    r->seed = e.params.seed ? *e.params.seed : std::random_device{}();
+    r->seqs.push_back(std::make_unique<Sequence>(next_sequence_++, 0, e.prompt, e.params, choice_seed(r->seed, 0),
+                                                 model_.tokenizer()));
+    r->request = std::move(e);
+    const RequestId id = r->request.id;
+    TG_CHECK(requests_.emplace(id, std::move(r)).second);
+  }
+  for (RequestId id : cancelled) {
+    auto it = requests_.find(id);
+    if (it != requests_.end()) finish(*it->second, FinishReason::kCancelled);
+  }
+}
+
+bool Engine::start(Request& r) {
+  std::vector<Sequence*> allocated;
+  for (auto& seq : r.seqs) {
+    if (seq->finish != FinishReason::kNone) continue;
+    const auto cached = blocks_.allocate(seq->sid, seq->tokens);
+    if (!cached) {
+      for (Sequence* s : allocated) {
+        blocks_.release(s->sid);
+        s->has_blocks = false;
+      }
+      return false;
+    }
+    seq->has_blocks = true;
+    seq->computed = *cached;
+    allocated.push_back(seq.get());
+  }
+  return true;
+}
+
+void Engine::preempt(Request& r) {
+  for (auto& seq : r.seqs) {
+    if (!seq->has_blocks) continue;
+    blocks_.release(seq->sid);  // full computed blocks stay in the prefix cache
+    seq->has_blocks = false;
+    seq->computed = 0;
+  }
+  running_.erase(r.admission);
+  r.running = false;
+  ++stats_.preemptions;
+  source_.preempted(r.request.id);
+}
+
+bool Engine::preempt_for_waiting(std::uint64_t admitted_since) {
+  // The lowest-priority, most recently admitted running request, if something waits above it.
+  // Requests admitted in this same round are never victims (no admit/preempt ping-pong).
+  Request* victim = nullptr;
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (it->first >= admitted_since) continue;
+    if (!victim || it->second->priority < victim->priority) victim = it->second;
+  }
+  if (!victim || !source_.waiting_above(victim->priority)) return false;
+  preempt(*victim);
+  return true;
+}
+
+void Engine::admit() {
+  const std::uint64_t round = admissions_;
+  for (;;) {
+    std::size_t live = 0;
+    for (const auto& [order, r] : running_) {
+      for (const auto& s : r->seqs) live += s->finish == FinishReason::kNone;
+    }
+    if (live < config_.max_running) {
+      // Keep one block per running sequence in reserve for decode growth.
+      const std::size_t available = blocks_.available_blocks();
+      const std::size_t limit = available > live ? (available - live) * config_.block_size : 0;
+      if (auto pulled = source_.pull(limit)) {
+        auto it = requests_.find(pulled->id);
+        if (it == requests_.end()) {  // cancelled while it waited
+          source_.finished(pulled->id);
+          continue;
+        }
+        Request& r = *it->second;
+        r.priority = pulled->priority;
+        if (start(r)) {
+          r.running = true;
+          r.admission = admissions_++;
+          running_[r.admission] = &r;
+          continue;
+        }
+        source_.preempted(r.request.id);  // back to the head: it did not fit after all
+      }
+    }
+    if (preempt_for_waiting(round)) continue;
+    return;
+  }
+}
+
+void Engine::finish(Request& r, FinishReason reason) {
+  for (auto& seq : r.seqs) {
+    if (seq->has_blocks) {
+      blocks_.release(seq->sid);
+      seq->has_blocks = false;
+    }
+    if (seq->finish == FinishReason::kNone) {
+      seq->finish = reason;
+      RequestOutput out;
+      out.id = r.request.id;
+      out.index = seq->index;
+      out.finish = reason;
+      out.prompt_tokens = r.request.prompt.size();
+      out.completion_tokens = seq->generated;
+      sink_(std::move(out));
+    }
+  }
+  if (r.running) running_.erase(r.admission);
+  source_.finished(r.request.id);
+  requests_.erase(r.request.id);  // r is gone after this line
+}
+
+void Engine::emit_token(Request& r, Sequence& seq, const SampledToken& sampled) {
+  const SamplingParams& params = r.request.params;
+  const TokenId token = sampled.token;
+  seq.sampler.accept(token);
+  seq.tokens.push_back(token);
+  ++seq.generated;
+  ++stats_.tokens_generated;
+  source_.charge(r.request.id, 0, 1);
+
+  RequestOutput out;
+  out.id = r.request.id;
+  out.index = seq.index;
+  out.tokens.push_back(token);
+  if (params.logprobs || params.top_logprobs > 0) out.logprobs.push_back(sampled);
+  out.prompt_tokens = r.request.prompt.size();
+  out.completion_tokens = seq.generated;
+
+  if (!params.ignore_eos && model_.tokenizer().is_end_of_generation(token)) {
+    seq.finish = FinishReason::kStop;
+    out.text = seq.stop.push(seq.detok.flush()).emit + seq.stop.flush();
+  } else {
+    const StopMatcher::Result piece = seq.stop.push(seq.detok.push(token));
+    out.text = piece.emit;
+    if (piece.stopped) {
+      seq.finish = FinishReason::kStop;
+    } else if (seq.generated >= static_cast<std::size_t>(params.max_tokens)) {
+      seq.finish = FinishReason::kLength;
+      out.text += seq.stop.push(seq.detok.flush()).emit + seq.stop.flush();
+    }
+  }
+  out.finish = seq.finish;
+  if (seq.finish != FinishReason::kNone && seq.has_blocks) {
+    blocks_.release(seq.sid);
+    seq.has_blocks = false;
+  }
+  sink_(std::move(out));
+}
+
+void Engine::fork_choices(Request& r, Sequence& first, std::span<const float> logits, const SampledToken& first_token) {
+  // n > 1: the other choices share the computed prompt's blocks (copy-on-write from here on),
+  // each drawing from its own stream on the same logits.
+  r.forked = true;
+  std::vector<SampledToken> sampled;
+  for (std::int32_t i = 1; i < r.request.params.n; ++i) {
+    auto child = std::make_unique<Sequence>(next_sequence_++, i, first.tokens, r.request.params,
+                                            choice_seed(r.seed, i), model_.tokenizer());
+    blocks_.fork(first.sid, child->sid);
+    child->has_blocks = true;
+    child->computed = first.computed;
+    std::vector<float> own(logits.begin(), logits.end());
+    sampled.push_back(child->sampler.sample(own, r.request.prompt));
+    r.seqs.push_back(std::move(child));
+  }
+  emit_token(r, first, first_token);
+  for (std::size_t i = 0; i < sampled.size(); ++i) emit_token(r, *r.seqs[i + 1], sampled[i]);
+}
+
+bool Engine::step() {
+  drain_inbox();
+  admit();
+  if (running_.empty()) return false;
+
+  // Decode tokens first (one per sequence), then prefill chunks in admission order.
+  struct Row {
+    Request* request;
+    Sequence* seq;
+    std::size_t from, to;  // token range computed this step
+  };
+  std::vector<Row> rows;
+  std::size_t budget = config_.token_budget;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (auto& [order, r] : running_) {
+      for (auto& seq : r->seqs) {
+        if (seq->finish != FinishReason::kNone || !seq->has_blocks || budget == 0) continue;
+        const std::size_t pending = seq->tokens.size() - seq->computed;
+        const bool decoding = pending == 1 && seq->generated > 0;
+        if ((pass == 0) != decoding || pending == 0) continue;
+        const std::size_t n = std::min(pending, budget);
+        rows.push_back({r, seq.get(), seq->computed, seq->computed + n});
+        budget -= n;
+      }
+    }
+  }
+  if (rows.empty()) return false;
+
+  StepBatch batch;
+  for (const Row& row : rows) batch.max_blocks = std::max(batch.max_blocks, blocks_.block_table(row.seq->sid).size());
+  for (const Row& row : rows) {
+    const std::int32_t seq_row = batch.add_sequence(blocks_.block_table(row.seq->sid));
+    for (std::size_t p = row.from; p < row.to; ++p) {
+      batch.add_token(row.seq->tokens[p], static_cast<std::int32_t>(p), seq_row, p + 1 == row.seq->tokens.size());
+    }
+  }
+  executor_.forward(batch, logits_);
+  ++stats_.steps;
+
+  const std::size_t vocab = model_.config().vocab_size;
+  std::size_t logit_row = 0;
+  for (const Row& row : rows) {
+    Sequence& seq = *row.seq;
+    Request& r = *row.request;
+    seq.computed = row.to;
+    blocks_.mark_computed(seq.sid, seq.computed);
+    const std::size_t prompt_len = r.request.prompt.size();
+    if (!r.prompt_charged && seq.index == 0) {
+      // Only the first computation of the prompt is charged; recomputation after a preemption is not.
+      const std::size_t fresh = std::min(row.to, prompt_len) - std::min(row.from, prompt_len);
+      stats_.prompt_tokens_computed += fresh;
+      source_.charge(r.request.id, fresh, 0);
+      if (row.to >= prompt_len) r.prompt_charged = true;
+    }
+    if (row.to != seq.tokens.size()) continue;  // mid-prompt chunk: no logits
+    std::span<float> logits(logits_.data() + logit_row++ * vocab, vocab);
+    std::vector<float> shared;
+    const bool fork_now = !r.forked && r.request.params.n > 1;
+    if (fork_now) shared.assign(logits.begin(), logits.end());
+    const SampledToken sampled = seq.sampler.sample(logits, r.request.prompt);
+    if (fork_now) {
+      fork_choices(r, seq, shared, sampled);
+    } else {
+      emit_token(r, seq, sampled);
+    }
+  }
+
+  // Slots for the tokens just sampled; out of blocks means preempting the least important work.
+  std::vector<std::pair<Request*, Sequence*>> growing;
+  for (auto& [order, r] : running_) {
+    for (auto& seq : r->seqs) {
+      if (seq->finish == FinishReason::kNone && seq->has_blocks && blocks_.num_tokens(seq->sid) < seq->tokens.size()) {
+        growing.emplace_back(r, seq.get());
+      }
+    }
+  }
+  for (auto [r, seq] : growing) {
+    if (!r->running || !seq->has_blocks) continue;  // preempted for an earlier one
+    const std::vector<TokenId> fresh(seq->tokens.begin() + static_cast<long>(blocks_.num_tokens(seq->sid)),
+                                     seq->tokens.end());
+    while (r->running) {
+      if (auto copies = blocks_.append(seq->sid, fresh)) {
+        executor_.copy_blocks(*copies);
+        break;
+      }
+      // Victim: lowest priority, most recently admitted (possibly this very request).
+      Request* victim = nullptr;
+      for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+        if (!victim || it->second->priority < victim->priority) victim = it->second;
+      }
+      preempt(*victim);
+    }
+  }
+
+  std::vector<Request*> done;
+  for (auto& [id, r] : requests_) {
+    if (r->done()) done.push_back(r.get());
+  }
+  for (Request* r : done) {
+    if (r->running) running_.erase(r->admission);
+    r->running = false;
+    source_.finished(r->request.id);
+    requests_.erase(r->request.id);
+  }
+  return true;
+}
+
+}  // namespace tiergate::engine

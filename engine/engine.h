@@ -1,0 +1,133 @@
+// The inference engine: continuous batching over a paged KV cache. Each step() admits requests
+// pulled from an AdmissionSource while batch slots and KV blocks allow (preempting lower-priority
+// running requests, most recently admitted first, when a higher-priority one waits), then runs
+// one model step that mixes every running sequence's decode token with prefill chunks up to a
+// token budget, samples, detokenizes, matches stop strings, and reports output deltas through a
+// sink. Preempted requests resume by recomputation; nothing already reported is reported again.
+//
+// Threads: submit() and cancel() may be called from any thread (they post to an inbox); step()
+// and everything else run on the one engine thread. The sink is called on the engine thread.
+// Expected scarcity (no blocks, no slot) is handled inside the step, never thrown.
+//
+// Request states: submitted → (pulled) running → finished | cancelled;
+//                 running → (preempted) waiting in the source → running again.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/admission_source.h"
+#include "engine/block_manager.h"
+#include "engine/cpu_executor.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/sampling_params.h"
+#include "engine/stop_matcher.h"
+#include "engine/tokenizer.h"
+
+namespace tiergate::engine {
+
+struct EngineConfig {
+  std::size_t num_blocks = 2048;   // KV blocks in the pool
+  std::size_t block_size = 16;     // tokens per block
+  std::size_t max_running = 64;    // sequences in the running batch
+  std::size_t token_budget = 512;  // tokens per step, decode + prefill chunks
+  std::size_t threads = 0;         // CPU threads; 0 = all cores
+  kernels::DType kv_dtype = kernels::DType::kF32;
+};
+
+struct EngineRequest {
+  RequestId id = 0;
+  std::vector<TokenId> prompt;
+  SamplingParams params;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled };
+const char* to_string(FinishReason reason);
+
+// What one step produced for one choice of one request (deltas since the previous output).
+struct RequestOutput {
+  RequestId id = 0;
+  std::int32_t index = 0;           // choice index, for n > 1
+  std::string text;                 // new text, whole UTF-8 characters, never part of a stop string
+  std::vector<TokenId> tokens;      // new tokens
+  std::vector<SampledToken> logprobs;  // with tokens, when asked for
+  FinishReason finish = FinishReason::kNone;
+  std::size_t prompt_tokens = 0;
+  std::size_t completion_tokens = 0;  // so far, this choice
+};
+
+struct EngineStats {
+  std::size_t running_requests = 0;
+  std::size_t running_sequences = 0;
+  std::uint64_t steps = 0;
+  std::uint64_t preemptions = 0;
+  std::uint64_t prompt_tokens_computed = 0;
+  std::uint64_t tokens_generated = 0;
+  BlockManagerStats blocks;
+};
+
+using OutputSink = std::function<void(RequestOutput&&)>;
+
+class Engine {
+ public:
+  Engine(const Model& model, EngineConfig config, AdmissionSource& source, OutputSink sink);
+  ~Engine();
+
+  // Registers a request's content; the source decides when it runs. Thread-safe. The request must
+  // be valid (validate() in sampling_params.h) and fit the KV pool (max_request_tokens()).
+  void submit(EngineRequest request);
+  // Finishes a request wherever it is, freeing its blocks; its sink gets kCancelled. Thread-safe.
+  void cancel(RequestId id);
+
+  // One scheduling step. Returns false when there was nothing to do.
+  bool step();
+  bool idle() const;
+  std::size_t max_request_tokens() const;
+  EngineStats stats() const;
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  struct Sequence;
+  struct Request;
+
+  void drain_inbox();
+  void admit();
+  bool preempt_for_waiting(std::uint64_t admitted_since);
+  void preempt(Request& request);
+  bool start(Request& request);
+  void finish(Request& request, FinishReason reason);
+  void emit_token(Request& request, Sequence& seq, const SampledToken& sampled);
+  void fork_choices(Request& request, Sequence& first, std::span<const float> logits,
+                    const SampledToken& first_token);
+
+  const Model& model_;
+  EngineConfig config_;
+  AdmissionSource& source_;
+  OutputSink sink_;
+  KvCache cache_;
+  BlockManager blocks_;
+  CpuExecutor executor_;
+
+  mutable std::mutex inbox_mutex_;
+  std::vector<EngineRequest> inbox_submit_;
+  std::vector<RequestId> inbox_cancel_;
+
+  std::unordered_map<RequestId, std::unique_ptr<Request>> requests_;  // submitted, not finished
+  std::map<std::uint64_t, Request*> running_;                          // by admission order
+  std::uint64_t admissions_ = 0;
+  SequenceId next_sequence_ = 1;
+  EngineStats stats_;
+  std::vector<float> logits_;
+};
+
+}  // namespace tiergate::engine
