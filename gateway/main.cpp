@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "gateway/bench_engine_command.h"
+#include "gateway/generate_command.h"
 #include "gateway/qos_check_command.h"
 
 namespace {
@@ -11,6 +13,8 @@ constexpr const char* kUsage =
     "usage: tiergate <command> [args]\n"
     "\n"
     "commands:\n"
+    "  generate          run the engine on one prompt and stream the text (see generate --help)\n"
+    "  bench-engine      prefill/decode tokens/s at batch 1, 4, 16, 64 and KV-cache waste\n"
     "  qos check FILE    validate a qos_config.json and print its groups, users and shares\n"
     "  version           print the version\n";
 
@@ -26,6 +30,9 @@ int main(int argc, char** argv) {
     std::cout << "tiergate " << TIERGATE_VERSION << "\n";
     return 0;
   }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "generate") return tiergate::gateway::run_generate(rest, std::cout, std::cerr);
+  if (args[0] == "bench-engine") return tiergate::gateway::run_bench_engine(rest, std::cout, std::cerr);
   if (args.size() >= 2 && args[0] == "qos" && args[1] == "check") {
     return tiergate::gateway::run_qos_check({args.begin() + 2, args.end()}, std::cout, std::cerr);
   }
