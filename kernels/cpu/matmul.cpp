@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
+#include <cstring>
 
 #include "kernels/check.h"
 #include "kernels/cpu/fp16.h"
@@ -139,31 +141,67 @@ void two_rows_q4_1(const BlockQ4_1* wa, const BlockQ4_1* wb, const BlockQ8_1* y,
   out[1] += mins_b;
 }
 
-// One weight row against tokens in pairs (prefill and batched decode).
-void row_token_pairs_q4_1(const BlockQ4_1* w, const BlockQ8_1* const* a, const float* const* ad,
-                          const float* const* as, std::size_t ntok, std::size_t nb, float* out) {
+// Two tokens' activation block side by side, ready for one 512-bit load each: their int8 values
+// and their scales broadcast over each half.
+struct alignas(64) PackedPair {
+  std::int8_t qs[64];
+  float d[16];
+};
+
+std::vector<PackedPair>& packed_scratch() {
+  thread_local std::vector<PackedPair> packed;
+  return packed;
+}
+
+std::vector<float>& mins_scratch() {
+  thread_local std::vector<float> mins;
+  return mins;
+}
+
+// One weight row against tokens in pairs (prefill and batched decode). `pairs` holds the packed
+// blocks of `npairs` token pairs ([pair][block]); `mins_s` the Q8_1 s values as [block][8 tokens].
+void row_token_pairs_q4_1(const BlockQ4_1* w, const PackedPair* pairs, const float* mins_s, std::size_t npairs,
+                          std::size_t nb, float* out) {
   __m512 acc[kTokensPerPass / 2];
-  float mins[kTokensPerPass] = {};
-  const std::size_t pairs = ntok / 2;
-  for (std::size_t k = 0; k < pairs; ++k) acc[k] = _mm512_setzero_ps();
+  __m256 mins = _mm256_setzero_ps();
+  for (std::size_t k = 0; k < npairs; ++k) acc[k] = _mm512_setzero_ps();
   for (std::size_t i = 0; i < nb; ++i) {
-    const float wd = h2f(w[i].d), wm = h2f(w[i].m);
+    const __m512 wd = _mm512_set1_ps(h2f(w[i].d));
+    mins = _mm256_add_ps(mins, _mm256_mul_ps(_mm256_set1_ps(h2f(w[i].m)), _mm256_loadu_ps(mins_s + i * kTokensPerPass)));
     const __m256i q = unpack_nibbles(w[i].qs);
     const __m512i qx = join(q, q);
-    for (std::size_t k = 0; k < pairs; ++k) {
-      const std::size_t ta = 2 * k, tb = 2 * k + 1;
-      mins[ta] += wm * as[ta][i];
-      mins[tb] += wm * as[tb][i];
-      const __m512i qy = join(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[ta][i].qs)),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[tb][i].qs)));
-      acc[k] = _mm512_fmadd_ps(halves(wd * ad[ta][i], wd * ad[tb][i]), dot_u8s8_512(qx, qy), acc[k]);
+    for (std::size_t k = 0; k < npairs; ++k) {
+      const PackedPair& pp = pairs[k * nb + i];
+      const __m512 scale = _mm512_mul_ps(wd, _mm512_load_ps(pp.d));
+      acc[k] = _mm512_fmadd_ps(scale, dot_u8s8_512(qx, _mm512_load_si512(pp.qs)), acc[k]);
     }
   }
-  for (std::size_t k = 0; k < pairs; ++k) {
+  float m[8];
+  _mm256_storeu_ps(m, mins);
+  for (std::size_t k = 0; k < npairs; ++k) {
     hsum_halves(acc[k], out[2 * k], out[2 * k + 1]);
-    out[2 * k] += mins[2 * k];
-    out[2 * k + 1] += mins[2 * k + 1];
+    out[2 * k] += m[2 * k];
+    out[2 * k + 1] += m[2 * k + 1];
   }
+}
+
+void row_token_pairs_q8_0(const BlockQ8_0* w, const PackedPair* pairs, std::size_t npairs, std::size_t nb, float* out) {
+  __m512 acc[kTokensPerPass / 2];
+  for (std::size_t k = 0; k < npairs; ++k) acc[k] = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < nb; ++i) {
+    const __m512 wd = _mm512_set1_ps(h2f(w[i].d));
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
+    const __m512i qx = join(q, q);
+    const __m512i ax = _mm512_abs_epi8(qx);
+    const __mmask64 negative = _mm512_movepi8_mask(qx);
+    for (std::size_t k = 0; k < npairs; ++k) {
+      const PackedPair& pp = pairs[k * nb + i];
+      const __m512i qy = _mm512_load_si512(pp.qs);
+      const __m512i sy = _mm512_mask_sub_epi8(qy, negative, _mm512_setzero_si512(), qy);
+      acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_load_ps(pp.d)), dot_u8s8_512(ax, sy), acc[k]);
+    }
+  }
+  for (std::size_t k = 0; k < npairs; ++k) hsum_halves(acc[k], out[2 * k], out[2 * k + 1]);
 }
 
 void two_rows_q8_0(const BlockQ8_0* wa, const BlockQ8_0* wb, const BlockQ8_0* y, const float* ad, std::size_t nb,
@@ -179,24 +217,6 @@ void two_rows_q8_0(const BlockQ8_0* wa, const BlockQ8_0* wb, const BlockQ8_0* y,
   hsum_halves(acc, out[0], out[1]);
 }
 
-void row_token_pairs_q8_0(const BlockQ8_0* w, const BlockQ8_0* const* a, const float* const* ad, std::size_t ntok,
-                          std::size_t nb, float* out) {
-  __m512 acc[kTokensPerPass / 2];
-  const std::size_t pairs = ntok / 2;
-  for (std::size_t k = 0; k < pairs; ++k) acc[k] = _mm512_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
-    const float wd = h2f(w[i].d);
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
-    const __m512i qx = join(q, q);
-    for (std::size_t k = 0; k < pairs; ++k) {
-      const std::size_t ta = 2 * k, tb = 2 * k + 1;
-      const __m512i qy = join(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[ta][i].qs)),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[tb][i].qs)));
-      acc[k] = _mm512_fmadd_ps(halves(wd * ad[ta][i], wd * ad[tb][i]), dot_i8_512(qx, qy), acc[k]);
-    }
-  }
-  for (std::size_t k = 0; k < pairs; ++k) hsum_halves(acc[k], out[2 * k], out[2 * k + 1]);
-}
 #endif
 #endif
 
@@ -207,22 +227,6 @@ void row_times_tokens(DType type, const std::byte* w, const std::byte* const* ac
   (void)as;
 #ifdef TG_MATMUL_AVX2
   const std::size_t nb = cols / kQuantBlock;
-#ifdef TG_MATMUL_AVX512
-  // Token pairs on the 512-bit path; an odd last token goes through the 256-bit kernel.
-  if (ntok >= 2 && (type == DType::kQ4_1 || type == DType::kQ8_0)) {
-    const std::size_t even = ntok & ~std::size_t{1};
-    if (type == DType::kQ4_1) {
-      row_token_pairs_q4_1(reinterpret_cast<const BlockQ4_1*>(w), reinterpret_cast<const BlockQ8_1* const*>(act), ad, as,
-                           even, nb, out);
-    } else {
-      row_token_pairs_q8_0(reinterpret_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(act), ad, even,
-                           nb, out);
-    }
-    if (even == ntok) return;
-    row_times_tokens(type, w, act + even, ad + even, as + even, 1, cols, out + even);
-    return;
-  }
-#endif
   switch (type) {
     case DType::kQ4_1:
       rows_q4_1(reinterpret_cast<const BlockQ4_1*>(w), reinterpret_cast<const BlockQ8_1* const*>(act), ntok, nb, out);
@@ -265,6 +269,40 @@ void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scr
       }
     }
   });
+
+#ifdef TG_MATMUL_AVX512
+  // Token pairs, packed once per call for single 512-bit loads: [pair][block], and the Q8_1 s
+  // values per group of kTokensPerPass tokens as [group][block][token].
+  const bool paired = p.tokens >= 2 && (p.weight_type == DType::kQ4_1 || p.weight_type == DType::kQ8_0);
+  // Bound here, on the calling thread: the workers read the caller's buffers.
+  std::vector<PackedPair>& packed = packed_scratch();
+  std::vector<float>& mins_s = mins_scratch();
+  if (paired) {
+    const std::size_t npairs = p.tokens / 2, groups = (p.tokens + kTokensPerPass - 1) / kTokensPerPass;
+    packed.resize(npairs * nb);
+    mins_s.assign(groups * nb * kTokensPerPass, 0.0f);
+    const std::size_t qs_offset = p.weight_type == DType::kQ4_1 ? offsetof(BlockQ8_1, qs) : offsetof(BlockQ8_0, qs);
+    const std::size_t block_size = p.weight_type == DType::kQ4_1 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+    for (std::size_t k = 0; k < npairs; ++k) {
+      for (std::size_t i = 0; i < nb; ++i) {
+        PackedPair& pp = packed[k * nb + i];
+        for (std::size_t half = 0; half < 2; ++half) {
+          const std::size_t t = 2 * k + half;
+          std::memcpy(pp.qs + 32 * half, act + t * act_bytes + i * block_size + qs_offset, 32);
+          std::fill_n(pp.d + 8 * half, 8, scales[2 * nb * t + i]);
+        }
+      }
+    }
+    if (p.weight_type == DType::kQ4_1) {
+      for (std::size_t t = 0; t < p.tokens; ++t) {
+        for (std::size_t i = 0; i < nb; ++i) {
+          mins_s[((t / kTokensPerPass) * nb + i) * kTokensPerPass + t % kTokensPerPass] = scales[2 * nb * t + nb + i];
+        }
+      }
+    }
+  }
+#endif
+
   const std::size_t w_bytes = row_bytes(p.weight_type, p.cols);
   const auto* w = static_cast<const std::byte*>(p.weight);
   // Tiles of weight rows: a tile is read from memory once and stays in cache for every token.
@@ -284,9 +322,23 @@ void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scr
           rows_s[k] = rows_d[k] + nb;
         }
         std::size_t r = r0;
+        std::size_t first_single = 0;  // tokens below this were done in pairs
 #ifdef TG_MATMUL_AVX512
-        // A single token: two weight rows side by side instead.
-        if (ntok == 1 && (p.weight_type == DType::kQ4_1 || p.weight_type == DType::kQ8_0)) {
+        if (paired && ntok >= 2) {
+          const std::size_t npairs = ntok / 2;
+          const PackedPair* pp = packed.data() + (t0 / 2) * nb;
+          for (std::size_t rr = r0; rr < r1; ++rr) {
+            if (p.weight_type == DType::kQ4_1) {
+              row_token_pairs_q4_1(reinterpret_cast<const BlockQ4_1*>(w + rr * w_bytes), pp,
+                                   mins_s.data() + (t0 / kTokensPerPass) * nb * kTokensPerPass, npairs, nb, sums);
+            } else {
+              row_token_pairs_q8_0(reinterpret_cast<const BlockQ8_0*>(w + rr * w_bytes), pp, npairs, nb, sums);
+            }
+            for (std::size_t k = 0; k < 2 * npairs; ++k) p.y[(t0 + k) * p.rows + rr] = sums[k];
+          }
+          first_single = 2 * npairs;
+        } else if (ntok == 1 && (p.weight_type == DType::kQ4_1 || p.weight_type == DType::kQ8_0)) {
+          // A single token: two weight rows side by side instead.
           for (; r + 2 <= r1; r += 2) {
             float two[2];
             if (p.weight_type == DType::kQ4_1) {
@@ -303,10 +355,12 @@ void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scr
           }
         }
 #endif
+        if (first_single == ntok) continue;
+        const std::size_t rest = ntok - first_single;
         for (; r < r1; ++r) {
-          row_times_tokens(p.weight_type, w + r * w_bytes, rows_act.data(), rows_d.data(), rows_s.data(), ntok, p.cols,
-                           sums);
-          for (std::size_t k = 0; k < ntok; ++k) p.y[(t0 + k) * p.rows + r] = sums[k];
+          row_times_tokens(p.weight_type, w + r * w_bytes, rows_act.data() + first_single, rows_d.data() + first_single,
+                           rows_s.data() + first_single, rest, p.cols, sums);
+          for (std::size_t k = 0; k < rest; ++k) p.y[(t0 + first_single + k) * p.rows + r] = sums[k];
         }
       }
     }
