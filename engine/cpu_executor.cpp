@@ -83,7 +83,10 @@ void CpuExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
     kc::rms_norm(x_.data(), static_cast<const float*>(w.ffn_norm.data), h_.data(), T, dim, c.rms_eps);
     linear(w.w_gate, h_.data(), gate_.data(), T);
     linear(w.w_up, h_.data(), up_.data(), T);
-    kc::silu_mul(gate_.data(), up_.data(), act_.data(), T * c.ffn_dim);
+    for (std::size_t t = 0; t < T; ++t) {  // row by row, as ggml does (its vector tail is per row)
+      const std::size_t off = t * c.ffn_dim;
+      kc::silu_mul(gate_.data() + off, up_.data() + off, act_.data() + off, c.ffn_dim);
+    }
     linear(w.w_down, act_.data(), o_.data(), T);
     kc::add_inplace(x_.data(), o_.data(), T * dim);
   }

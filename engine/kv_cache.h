@@ -1,6 +1,6 @@
 // The KV memory: for every layer, key and value pools of num_blocks blocks of block_size tokens
-// (the layout of kernels::PagedKv), in F32 on the CPU (so that attention agrees with llama.cpp to
-// the bit) or F16. The BlockManager decides which block holds what; this
+// (the layout of kernels::PagedKv), in F16 (the default: half the memory, and the CPU attention
+// kernel then reproduces llama.cpp's flash attention to the bit) or F32. The BlockManager decides which block holds what; this
 // class only owns the bytes. Engine-thread only.
 #pragma once
 
@@ -16,10 +16,10 @@ namespace tiergate::engine {
 class KvCache {
  public:
   KvCache(const ModelConfig& config, std::size_t num_blocks, std::size_t block_size,
-          kernels::DType dtype = kernels::DType::kF32);
+          kernels::DType dtype = kernels::DType::kF16);
 
   static std::size_t bytes_per_block(const ModelConfig& config, std::size_t block_size,
-                                     kernels::DType dtype = kernels::DType::kF32);
+                                     kernels::DType dtype = kernels::DType::kF16);
   std::size_t num_blocks() const { return num_blocks_; }
   std::size_t block_size() const { return block_size_; }
   std::size_t bytes() const { return k_.size() + v_.size(); }

@@ -7,6 +7,10 @@ GGUF, so that tiergate is checked against an independent implementation:
                                                      top-2 logit gap at each step (ties explain
                                                      legitimate divergence)
 
+llama.cpp is run with flash attention on (its F16 KV path) and one token per llama_decode call, with
+a context under 512 cells: that keeps every step on ggml's single-query flash-attention kernel,
+whose arithmetic tiergate's CPU engine reproduces exactly (see kernels/cpu/paged_attention.cpp).
+
 Usage (from the repo root, after `bash tools/fetch_model.sh`):
   python3 -m venv /tmp/llama && /tmp/llama/bin/pip install llama-cpp-python==0.3.36
   /tmp/llama/bin/python tools/make_reference_fixtures.py [models/SmolLM2-135M-Instruct.Q4_1.gguf]
@@ -78,8 +82,8 @@ STEPS = 48
 
 
 def main():
-    llm = Llama(model_path=MODEL, n_ctx=1024, n_batch=512, logits_all=True, n_threads=2,
-                seed=0, verbose=False)
+    llm = Llama(model_path=MODEL, n_ctx=384, n_batch=512, logits_all=True, n_threads=2,
+                seed=0, verbose=False, flash_attn=True)
     corpus = []
     for text in CORPUS:
         corpus.append({"text": text, "special": False,
@@ -98,7 +102,8 @@ def main():
     for kind, prompt in PROMPTS:
         ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         llm.reset()
-        llm.eval(ids)
+        for token in ids:  # one token per decode: the single-query kernel throughout
+            llm.eval([token])
         generated, gaps = [], []
         for _ in range(STEPS):
             logits = llm.scores[llm.n_tokens - 1]
@@ -111,7 +116,8 @@ def main():
             llm.eval([token])
         cases.append({"kind": kind, "prompt": prompt, "prompt_ids": ids, "greedy": generated, "top2_gap": gaps})
     (OUT / "greedy_continuations.json").write_text(json.dumps(
-        {"model_sha256_prefix": "b179c952", "llama_cpp_python": llama_cpp.__version__, "cases": cases},
+        {"model_sha256_prefix": "b179c952", "llama_cpp_python": llama_cpp.__version__,
+         "settings": "flash_attn=True (F16 KV), n_ctx=384, one token per decode", "cases": cases},
         ensure_ascii=False, indent=1) + "\n")
     print("wrote", len(corpus), "tokenizer cases and", len(cases), "greedy continuations")
 

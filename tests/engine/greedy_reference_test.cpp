@@ -1,15 +1,15 @@
-// The CPU engine against llama.cpp on the same GGUF (fixtures from tools/make_reference_fixtures.py).
+// The CPU engine against llama.cpp on the same GGUF (fixtures from tools/make_reference_fixtures.py,
+// llama.cpp run with flash attention on its F16 KV cache, one token per decode).
 //
-// Single positions are bit-identical to llama.cpp (same quantised dot products, same activation
-// quantisation, same norms and RoPE). Across positions the two differ in the last bits of
-// attention (ggml sums and exponentiates with its own SIMD code), and in a 4-bit model such
-// differences surface as logit changes of up to ~0.5, enough to flip near-ties. So the checks are:
+// The engine reproduces llama.cpp's arithmetic to the bit: the same quantised dot products and
+// activation quantisation, ggml's summation orders, its flash-attention recurrence with an fp16
+// accumulator, and its vectorised exp in SiLU. So the checks are strict:
 //   - prompts tokenize identically;
-//   - teacher-forced on llama.cpp's own continuation, every clear decision (llama.cpp's top-2 gap
-//     >= kClearGap) is ours too, and at most kMaxDisagreement of all positions differ;
+//   - free-running greedy decoding gives identical tokens for the first 32 generated tokens (a
+//     divergence would be accepted only at a llama.cpp top-2 gap below 1e-3, a genuine tie);
+//   - teacher-forced on llama.cpp's continuation, every position's argmax is llama.cpp's and the
+//     top-2 gap equals llama.cpp's (as stored, to 5 decimals);
 //   - batch invariance: a request's greedy output is the same alone or batched with 15 others.
-// The stricter target (first divergence only at gaps < 1e-3) needs ggml's exact summation and exp
-// approximation order in attention; it is tracked in the engine issue, not claimed here.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,8 +21,8 @@
 namespace tiergate::engine {
 namespace {
 
-constexpr double kClearGap = 1.0;
-constexpr double kMaxDisagreement = 0.05;
+constexpr std::size_t kCompared = 32;
+constexpr double kTieGap = 1e-3;
 
 struct FixtureCase {
   std::string prompt;
@@ -49,10 +49,10 @@ TEST(GreedyReference, PromptsTokenizeIdentically) {
   for (const FixtureCase& c : load_cases()) EXPECT_EQ(model->tokenizer().encode(c.prompt, true), c.prompt_ids);
 }
 
-TEST(GreedyReference, TeacherForcedDecisionsAgreeWithLlamaCpp) {
+TEST(GreedyReference, TeacherForcedLogitsMatchLlamaCpp) {
   TG_REQUIRE_MODEL(model);
   const std::size_t vocab = model->config().vocab_size;
-  std::size_t positions = 0, disagreements = 0;
+  std::size_t positions = 0;
   for (const FixtureCase& c : load_cases()) {
     // One prefill of prompt + llama.cpp's continuation, logits at every generated position.
     std::vector<TokenId> all = c.prompt_ids;
@@ -72,18 +72,15 @@ TEST(GreedyReference, TeacherForcedDecisionsAgreeWithLlamaCpp) {
     executor.forward(batch, logits);
     for (std::size_t i = 0; i < c.greedy.size(); ++i) {
       const float* l = logits.data() + i * vocab;
+      std::vector<float> top(l, l + vocab);
+      std::partial_sort(top.begin(), top.begin() + 2, top.end(), std::greater<>());
       const auto ours = static_cast<TokenId>(std::max_element(l, l + vocab) - l);
       ++positions;
-      if (ours == c.greedy[i]) continue;
-      ++disagreements;
-      EXPECT_LT(c.gaps[i], kClearGap) << "a clear llama.cpp decision differs at generated token " << i << " of \""
-                                      << c.prompt.substr(0, 40) << "\": ours " << ours << ", llama.cpp "
-                                      << c.greedy[i] << " (gap " << c.gaps[i] << ")";
+      EXPECT_EQ(ours, c.greedy[i]) << "generated token " << i << " of \"" << c.prompt.substr(0, 40) << "\"";
+      EXPECT_NEAR(top[0] - top[1], c.gaps[i], 1e-4) << "generated token " << i;
     }
   }
-  std::cout << disagreements << " of " << positions << " teacher-forced positions differ from llama.cpp\n";
   EXPECT_GT(positions, 300u);
-  EXPECT_LE(static_cast<double>(disagreements), kMaxDisagreement * static_cast<double>(positions));
 }
 
 // Greedy decoding of several sequences at once through one executor, continuous-batching style:
@@ -122,6 +119,25 @@ std::map<int, std::vector<TokenId>> greedy_batch(const Model& model, const std::
     }
   }
   return out;
+}
+
+TEST(GreedyReference, FreeRunningGreedyMatchesLlamaCpp) {
+  TG_REQUIRE_MODEL(model);
+  std::size_t identical = 0;
+  const std::vector<FixtureCase> cases = load_cases();
+  for (const FixtureCase& c : cases) {
+    const std::size_t n = std::min(kCompared, c.greedy.size());
+    std::vector<TokenId> got = greedy_batch(*model, {{0, c.prompt_ids}}, n).at(0);
+    std::size_t i = 0;
+    while (i < n && got[i] == c.greedy[i]) ++i;
+    if (i == n) {
+      ++identical;
+      continue;
+    }
+    EXPECT_LT(c.gaps[i], kTieGap) << "\"" << c.prompt.substr(0, 40) << "\" diverges at generated token " << i
+                                  << ": ours " << got[i] << ", llama.cpp " << c.greedy[i] << " (gap " << c.gaps[i] << ")";
+  }
+  std::cout << identical << " of " << cases.size() << " prompts identical for " << kCompared << " tokens\n";
 }
 
 TEST(GreedyReference, BatchInvariance) {
