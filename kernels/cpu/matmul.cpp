@@ -8,6 +8,7 @@
 #include "kernels/check.h"
 #include "kernels/cpu/fp16.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/simd.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -26,20 +27,10 @@ std::vector<float>& scale_scratch() {
 }
 
 #ifdef TG_MATMUL_AVX2
-float hsum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  lo = _mm_add_ps(lo, _mm256_extractf128_ps(v, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
+using simd::hsum;
+using simd::unpack_nibbles;
 
 float h2f(std::uint16_t h) { return _cvtsh_ss(h); }
-
-__m256i unpack_nibbles(const std::uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
-}
 
 // Σ u8·s8 over 32 bytes as 8 int32 lanes (no int16 saturation for the ranges used here, so both
 // forms give the same sums).

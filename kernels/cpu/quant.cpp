@@ -10,6 +10,7 @@
 
 #include "kernels/check.h"
 #include "kernels/cpu/fp16.h"
+#include "kernels/cpu/simd.h"
 
 namespace tiergate::kernels::cpu {
 namespace {
@@ -69,61 +70,7 @@ float dot_float_ref(DType type, const void* w, const float* x, std::size_t n) {
 }
 
 #ifdef TG_AVX2
-float hsum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  lo = _mm_add_ps(lo, _mm256_extractf128_ps(v, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
-// 32 nibbles: elements 0..15 from the low nibbles, 16..31 from the high ones.
-__m256i unpack_nibbles(const std::uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
-}
-
-// Sum of products of signed bytes, as 8 int32 lanes converted to float.
-__m256 dot_i8(__m256i x, __m256i y) {
-  const __m256i ax = _mm256_sign_epi8(x, x);
-  const __m256i sy = _mm256_sign_epi8(y, x);
-  const __m256i p16 = _mm256_maddubs_epi16(ax, sy);
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-float dot_q4_0_avx2(const BlockQ4_0* x, const BlockQ8_0* y, std::size_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
-    const __m256i qx = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), dot_i8(qx, qy), acc);
-  }
-  return hsum(acc);
-}
-
-float dot_q4_1_avx2(const BlockQ4_1* x, const BlockQ8_1* y, std::size_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0;
-  for (std::size_t i = 0; i < nb; ++i) {
-    mins += h2f(x[i].m) * h2f(y[i].s);
-    const __m256i qx = unpack_nibbles(x[i].qs);  // unsigned 0..15
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    const __m256i p16 = _mm256_maddubs_epi16(qx, qy);
-    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
-  }
-  return hsum(acc) + mins;
-}
-
-float dot_q8_0_avx2(const BlockQ8_0* x, const BlockQ8_0* y, std::size_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), dot_i8(qx, qy), acc);
-  }
-  return hsum(acc);
-}
+using simd::hsum;
 
 float dot_f32_avx2(const float* w, const float* x, std::size_t n) {
   __m256 acc = _mm256_setzero_ps();
@@ -259,10 +206,8 @@ float dot_reference(DType weight, const void* w, const void* a, std::size_t n) {
 
 float dot(DType weight, const void* w, const void* a, std::size_t n) {
 #ifdef TG_AVX2
+  // Quantised rows go through the matmul kernels (matmul.cpp); float rows are done here.
   switch (weight) {
-    case DType::kQ4_0: return dot_q4_0_avx2(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(a), n / QK);
-    case DType::kQ4_1: return dot_q4_1_avx2(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(a), n / QK);
-    case DType::kQ8_0: return dot_q8_0_avx2(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(a), n / QK);
     case DType::kF32: return dot_f32_avx2(static_cast<const float*>(w), static_cast<const float*>(a), n);
     case DType::kF16: return dot_f16_avx2(static_cast<const std::uint16_t*>(w), static_cast<const float*>(a), n);
     default: break;

@@ -22,9 +22,10 @@ DType activation_type(DType weight);
 std::size_t activation_row_bytes(DType weight, std::size_t n);
 void quantize_activation_row(DType weight, const float* x, void* out, std::size_t n);
 
-// Dot product of one weight row with one activation row prepared by quantize_activation_row.
+// Dot product of one weight row with one activation row prepared by quantize_activation_row
+// (AVX2 for float rows; quantised rows are the matmul kernels' business, see matmul.h).
 float dot(DType weight, const void* weight_row, const void* activation_row, std::size_t n);
-// The same with the portable code only (the reference the SIMD paths are tested against).
+// Portable code only: the reference the SIMD kernels are tested against.
 float dot_reference(DType weight, const void* weight_row, const void* activation_row, std::size_t n);
 
 }  // namespace tiergate::kernels::cpu

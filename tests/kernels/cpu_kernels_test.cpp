@@ -8,6 +8,7 @@
 #include <random>
 
 #include "kernels/cpu/fp16.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/quant.h"
 
@@ -68,16 +69,52 @@ std::vector<std::byte> make_weight_row(DType type, const std::vector<float>& x) 
   return out;
 }
 
-TEST(CpuKernels, SimdDotMatchesReference) {
+TEST(CpuKernels, MatmulMatchesTheReferenceDotForAnyTokenCount) {
+  // 1 token (two-row path), even counts (token pairs), odd counts (pairs plus a single tail), and
+  // more than one pass of 8 tokens.
+  ThreadPool pool(2);
+  std::vector<std::byte> scratch;
   for (DType type : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16, DType::kF32}) {
-    for (std::size_t n : {32u, 64u, 576u, 1536u}) {
-      const auto w = make_weight_row(type, random_floats(n, 1, 0.5f));
-      const auto x = random_floats(n, 2, 2.0f);
-      std::vector<std::byte> act(activation_row_bytes(type, n));
-      quantize_activation_row(type, x.data(), act.data(), n);
-      const float simd = dot(type, w.data(), act.data(), n);
-      const float ref = dot_reference(type, w.data(), act.data(), n);
-      EXPECT_NEAR(simd, ref, 1e-4f * (1.0f + std::fabs(ref))) << "type " << static_cast<int>(type) << " n " << n;
+    for (std::size_t tokens : {1u, 2u, 3u, 8u, 9u, 17u}) {
+      const std::size_t rows = 37, cols = 576;
+      std::vector<std::byte> w;
+      for (std::size_t r = 0; r < rows; ++r) {
+        const auto row = make_weight_row(type, random_floats(cols, static_cast<std::uint32_t>(r), 0.5f));
+        w.insert(w.end(), row.begin(), row.end());
+      }
+      const auto x = random_floats(tokens * cols, 99, 2.0f);
+      std::vector<float> y(tokens * rows);
+      matmul({w.data(), type, rows, cols, x.data(), y.data(), tokens}, pool, scratch);
+      std::vector<std::byte> act(activation_row_bytes(type, cols));
+      for (std::size_t t = 0; t < tokens; ++t) {
+        quantize_activation_row(type, x.data() + t * cols, act.data(), cols);
+        for (std::size_t r = 0; r < rows; ++r) {
+          const float ref = dot_reference(type, w.data() + r * row_bytes(type, cols), act.data(), cols);
+          ASSERT_NEAR(y[t * rows + r], ref, 1e-4f * (1.0f + std::fabs(ref)))
+              << "type " << static_cast<int>(type) << " tokens " << tokens << " t " << t << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, MatmulResultsDoNotDependOnTheBatch) {
+  // A token's outputs are bit-identical whether it is alone or one of many (batch invariance).
+  ThreadPool pool(2);
+  std::vector<std::byte> scratch;
+  const std::size_t rows = 64, cols = 576;
+  for (DType type : {DType::kQ4_1, DType::kQ8_0}) {
+    std::vector<std::byte> w;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const auto row = make_weight_row(type, random_floats(cols, static_cast<std::uint32_t>(r + 7), 0.5f));
+      w.insert(w.end(), row.begin(), row.end());
+    }
+    const auto x = random_floats(11 * cols, 5);
+    std::vector<float> all(11 * rows), one(rows);
+    matmul({w.data(), type, rows, cols, x.data(), all.data(), 11}, pool, scratch);
+    for (std::size_t t = 0; t < 11; ++t) {
+      matmul({w.data(), type, rows, cols, x.data() + t * cols, one.data(), 1}, pool, scratch);
+      for (std::size_t r = 0; r < rows; ++r) ASSERT_EQ(one[r], all[t * rows + r]) << "token " << t << " row " << r;
     }
   }
 }
