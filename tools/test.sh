@@ -9,4 +9,5 @@ preset="release"
 if [ "${1:-}" = "release" ] || [ "${1:-}" = "debug" ]; then preset="$1"; shift; fi
 bash tools/build.sh "$preset"
 bash tools/fetch_model.sh >/dev/null  # the engine tests run the default GGUF
+bash tools/python_env.sh              # the integration tests' client: the official openai package
 ctest --preset "$preset" -j"$(nproc)" "$@"

@@ -1,0 +1,310 @@
+#include "gateway/api.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "engine/chat_template.h"
+#include "qos/config_parser.h"
+#include "qos/config_writer.h"
+#include "qos/usage_report.h"
+
+namespace tiergate::gateway {
+namespace {
+
+HttpResponse error_response(const ApiError& e) {
+  HttpResponse r;
+  r.status = e.status;
+  r.body = e.to_json();
+  return r;
+}
+
+HttpResponse error(int status, std::string message, std::string type, std::string param = "", std::string code = "") {
+  return error_response(ApiError{status, std::move(message), std::move(type), std::move(param), std::move(code)});
+}
+
+long now_seconds() {
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// Per-request state shared by the engine callbacks (all on the engine thread).
+struct Generation {
+  GenerationRequest request;
+  std::string id;
+  long created = 0;
+  std::size_t prompt_tokens = 0;
+  std::vector<ChoiceResult> choices;
+  std::vector<bool> started;
+  std::vector<std::size_t> completion_tokens;
+  int unfinished = 0;
+  std::shared_ptr<ResponseSink> sink;
+};
+
+}  // namespace
+
+Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options)
+    : service_(service), keys_(std::move(keys)), options_(std::move(options)) {}
+
+void Api::count(const std::string& route, int status) {
+  std::lock_guard lock(metrics_mutex_);
+  ++requests_[{route, status}];
+}
+
+engine::RequestId Api::handle(const HttpRequest& request, std::shared_ptr<ResponseSink> sink) {
+  std::string route = request.target.substr(0, request.target.find('?'));
+  try {
+    return handle_unguarded(request, sink, route);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tiergate: internal error on %s %s: %s\n", request.method.c_str(), route.c_str(), e.what());
+    count(route, 500);
+    sink->respond(error(500, "internal server error", "server_error"));
+    return 0;
+  }
+}
+
+engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_ptr<ResponseSink> sink,
+                                        const std::string& route) {
+  auto answer = [&](HttpResponse r) {
+    count(route, r.status);
+    sink->respond(std::move(r));
+    return engine::RequestId{0};
+  };
+  struct Route {
+    const char* path;
+    const char* method;
+  };
+  static const Route kRoutes[] = {
+      {"/health", "GET"},
+      {"/metrics", "GET"},
+      {"/v1/models", "GET"},
+      {"/v1/chat/completions", "POST"},
+      {"/v1/completions", "POST"},
+      {"/v1/chat/completions_qos", "POST"},
+      {"/v1/completions_qos", "POST"},
+      {"/admin/qos", "GET"},
+      {"/admin/qos/reload", "POST"},
+  };
+  const Route* found = nullptr;
+  for (const Route& r : kRoutes) {
+    if (route == r.path) found = &r;
+  }
+  if (!found) return answer(error(404, "no route " + route, "invalid_request_error", "", "not_found"));
+  if (request.method != found->method) {
+    HttpResponse r = error(405, route + " takes " + found->method, "invalid_request_error", "", "method_not_allowed");
+    r.headers.emplace_back("Allow", found->method);
+    return answer(r);
+  }
+  if (route == "/health") return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+  if (route == "/metrics") return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(), {}});
+
+  // Everything else needs a key.
+  const std::string& auth = request.authorization;
+  if (auth.rfind("Bearer ", 0) != 0 || auth.size() <= 7) {
+    return answer(error(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_request_error", "",
+                        "invalid_api_key"));
+  }
+  const std::optional<ApiKey> key = keys_->authenticate(std::string_view(auth).substr(7));
+  if (!key) return answer(error(401, "invalid API key", "invalid_request_error", "", "invalid_api_key"));
+
+  if (route == "/v1/models") {
+    return answer(HttpResponse{200, "application/json",
+                               "{\"object\": \"list\", \"data\": [{\"id\": " + qos::json_string(options_.model_name) +
+                                   ", \"object\": \"model\", \"created\": 0, \"owned_by\": \"tiergate\"}]}",
+                               {}});
+  }
+  if (route.rfind("/admin/", 0) == 0) {
+    if (!key->admin) return answer(error(403, "this key is not an admin key", "permission_error"));
+    if (route == "/admin/qos/reload") {
+      const std::string problems = reload_qos();
+      if (!problems.empty()) return answer(error(400, problems, "invalid_request_error", "qos_config"));
+      return answer(HttpResponse{200, "application/json", "{\"reloaded\": true}", {}});
+    }
+    const auto config = service_.queue().config();
+    return answer(HttpResponse{200, "application/json",
+                               "{\"config\": " + qos::to_json(*config) + ", \"usage\": " +
+                                   qos::to_json(service_.queue().usage()) + "}",
+                               {}});
+  }
+  const bool qos_route = route.size() > 4 && route.compare(route.size() - 4, 4, "_qos") == 0;
+  const Endpoint endpoint = route.find("/chat/") != std::string::npos ? Endpoint::kChat : Endpoint::kCompletion;
+  return generate(request, *key, endpoint, qos_route, std::move(sink), route);
+}
+
+engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, Endpoint endpoint, bool qos_route,
+                                std::shared_ptr<ResponseSink> sink, const std::string& route) {
+  auto answer = [&](HttpResponse r) {
+    count(route, r.status);
+    sink->respond(std::move(r));
+    return engine::RequestId{0};
+  };
+  auto parsed = parse_generation(request.body, endpoint, qos_route);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return answer(error_response(*e));
+  auto gen = std::make_shared<Generation>();
+  gen->request = std::move(std::get<GenerationRequest>(parsed));
+  GenerationRequest& req = gen->request;
+  if (!req.model.empty() && req.model != options_.model_name) {
+    return answer(error(404, "the model '" + req.model + "' does not exist; this server serves '" +
+                                 options_.model_name + "'",
+                        "invalid_request_error", "model", "model_not_found"));
+  }
+  req.model = options_.model_name;
+  // Whose request this is: the body's user, else the key's own (single) user.
+  std::string user = req.user;
+  if (user.empty() && !key.any_user && key.users.size() == 1) user = key.users.front();
+  if (user.empty()) {
+    if (qos_route && service_.queue().config()->enable_user_qos()) {
+      return answer(error(400, "'user_id' is required on the *_qos routes", "invalid_request_error", "user_id"));
+    }
+    user = key.any_user ? "anonymous" : (key.users.empty() ? "" : key.users.front());
+  }
+  if (!req.user.empty() && !key.may_act_for(req.user)) {
+    return answer(error(403, "this API key may not act for user '" + req.user + "'", "permission_error",
+                        qos_route ? "user_id" : "user"));
+  }
+
+  const engine::Model& model = service_.model();
+  std::vector<engine::TokenId> prompt;
+  if (endpoint == Endpoint::kChat) {
+    const std::string text =
+        engine::ChatTemplate::from_template_text(model.chat_template()).render(req.messages, true);
+    prompt = model.tokenizer().encode(text, true);
+  } else {
+    prompt = model.tokenizer().encode(req.prompt, false);
+  }
+  if (!req.max_tokens_given) {
+    req.params.max_tokens = static_cast<std::int64_t>(std::min<std::size_t>(
+        model.config().context_length > prompt.size() ? model.config().context_length - prompt.size() : 1, 512));
+  }
+  gen->prompt_tokens = prompt.size();
+  gen->created = now_seconds();
+  const engine::RequestId id = service_.next_id();
+  gen->id = (endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-") + std::to_string(id);
+  const auto n = static_cast<std::size_t>(std::max(1, req.params.n));
+  gen->choices.resize(n);
+  gen->started.assign(n, false);
+  gen->completion_tokens.assign(n, 0);
+  gen->unfinished = static_cast<int>(n);
+  gen->sink = sink;
+  const bool streaming = req.stream;
+  const std::string route_copy = route;
+  auto on_output = [this, gen, route_copy](const engine::RequestOutput& o, bool expired) {
+    const GenerationRequest& rq = gen->request;
+    if (expired) {
+      count(route_copy, 503);
+      const ApiError e{503, "the request waited longer than its group's queue bound", "server_error", "", "queue_timeout"};
+      if (rq.stream) {
+        gen->sink->stream("data: " + e.to_json() + "\n\n");
+        gen->sink->end_stream();
+      } else {
+        gen->sink->respond(error_response(e));
+      }
+      return;
+    }
+    const auto i = static_cast<std::size_t>(o.index);
+    ChoiceResult& c = gen->choices[i];
+    gen->completion_tokens[i] = o.completion_tokens;
+    const std::string finish = o.finish == engine::FinishReason::kNone ? "" : engine::to_string(o.finish);
+    if (rq.stream) {
+      if (!o.text.empty() || !finish.empty() || !gen->started[i]) {
+        gen->sink->stream(stream_chunk(rq, gen->id, gen->created, o.index, o.text, !gen->started[i], finish));
+        gen->started[i] = true;
+      }
+    } else {
+      c.text += o.text;
+      c.logprobs.insert(c.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
+    }
+    if (finish.empty()) return;
+    c.finish_reason = finish;
+    if (--gen->unfinished > 0) return;
+    std::size_t completion = 0;
+    for (std::size_t t : gen->completion_tokens) completion += t;
+    if (rq.stream) {
+      if (rq.include_usage) gen->sink->stream(stream_usage_chunk(rq, gen->id, gen->created, gen->prompt_tokens, completion));
+      gen->sink->stream("data: [DONE]\n\n");
+      gen->sink->end_stream();
+      count(route_copy, 200);
+    } else {
+      count(route_copy, 200);
+      gen->sink->respond(HttpResponse{200, "application/json",
+                                      completion_body(rq, gen->id, gen->created, gen->choices, gen->prompt_tokens,
+                                                      completion, service_.model().tokenizer()),
+                                      {}});
+    }
+  };
+  if (streaming) sink->begin_stream(HttpResponse{200, "text/event-stream", "", {{"Cache-Control", "no-cache"}}});
+  const SubmitResult submitted = service_.submit(id, user, std::move(prompt), req.params, on_output);
+  // A refusal replaces the stream's headers, which are not sent before the first event.
+  auto refuse = [&](HttpResponse r) {
+    count(route, r.status);
+    sink->respond(std::move(r));
+    return engine::RequestId{0};
+  };
+  switch (submitted.status) {
+    case SubmitResult::Status::kQueued:
+      return id;
+    case SubmitResult::Status::kInvalid:
+      return refuse(error(400, submitted.message, "invalid_request_error", submitted.param));
+    case SubmitResult::Status::kUserNotConfigured:
+      return refuse(error(403, "user '" + user + "' is not configured in the QoS config and no group takes unknown users",
+                          "permission_error", qos_route ? "user_id" : "user", "user_not_configured"));
+    case SubmitResult::Status::kQueueFull: {
+      HttpResponse r = error(429, "the " + submitted.group + " queue is full; retry later", "rate_limit_error", "",
+                             "queue_full");
+      char retry[32];
+      std::snprintf(retry, sizeof retry, "%.0f", std::max(1.0, submitted.retry_after_s));
+      r.headers.emplace_back("Retry-After", retry);
+      return refuse(std::move(r));
+    }
+  }
+  return 0;
+}
+
+std::string Api::reload_qos() {
+  qos::ConfigParseResult parsed = qos::load_config_file(options_.qos_config_path);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", parsed.describe().c_str());
+    return parsed.describe();
+  }
+  service_.reload(parsed.config);
+  std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
+  return "";
+}
+
+std::string Api::metrics() const {
+  std::string out = "# HELP tiergate_requests_total HTTP requests by route and status.\n# TYPE tiergate_requests_total counter\n";
+  {
+    std::lock_guard lock(metrics_mutex_);
+    for (const auto& [key, value] : requests_) {
+      out += "tiergate_requests_total{route=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"} " +
+             std::to_string(value) + "\n";
+    }
+  }
+  const qos::UsageReport usage = service_.queue().usage();
+  out += "# HELP tiergate_queue_waiting Requests waiting for admission, by group.\n# TYPE tiergate_queue_waiting gauge\n";
+  for (const auto& g : usage.groups) out += "tiergate_queue_waiting{group=\"" + g.name + "\"} " + std::to_string(g.waiting) + "\n";
+  out += "# HELP tiergate_running Requests running, by group.\n# TYPE tiergate_running gauge\n";
+  for (const auto& g : usage.groups) out += "tiergate_running{group=\"" + g.name + "\"} " + std::to_string(g.running) + "\n";
+  out += "# HELP tiergate_weighted_tokens_total Weighted tokens served, by group.\n# TYPE tiergate_weighted_tokens_total counter\n";
+  for (const auto& g : usage.groups) {
+    out += "tiergate_weighted_tokens_total{group=\"" + g.name + "\"} " + qos::json_number(g.weighted_tokens) + "\n";
+  }
+  out += "# HELP tiergate_user_tokens_total Prompt and generated tokens by user.\n# TYPE tiergate_user_tokens_total counter\n";
+  for (const auto& u : usage.users) {
+    out += "tiergate_user_tokens_total{user=\"" + u.user_id + "\",group=\"" + u.group + "\",kind=\"prompt\"} " +
+           std::to_string(u.prompt_tokens) + "\n";
+    out += "tiergate_user_tokens_total{user=\"" + u.user_id + "\",group=\"" + u.group + "\",kind=\"output\"} " +
+           std::to_string(u.output_tokens) + "\n";
+  }
+  const engine::EngineStats s = service_.stats();
+  out += "# HELP tiergate_kv_blocks KV cache blocks by state.\n# TYPE tiergate_kv_blocks gauge\n";
+  out += "tiergate_kv_blocks{state=\"active\"} " + std::to_string(s.blocks.active_blocks) + "\n";
+  out += "tiergate_kv_blocks{state=\"cached\"} " + std::to_string(s.blocks.cached_blocks) + "\n";
+  out += "tiergate_kv_blocks{state=\"free\"} " + std::to_string(s.blocks.free_blocks) + "\n";
+  out += "# HELP tiergate_preemptions_total Running requests preempted.\n# TYPE tiergate_preemptions_total counter\n";
+  out += "tiergate_preemptions_total " + std::to_string(s.preemptions) + "\n";
+  out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
+  out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
+  return out;
+}
+
+}  // namespace tiergate::gateway

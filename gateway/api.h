@@ -1,0 +1,79 @@
+// The HTTP API, independent of the transport: routes a parsed request to its handler (auth,
+// validation, QoS submission, response building) and answers through a ResponseSink that the
+// session implements. Handlers never throw to the caller; one boundary turns any escaped
+// exception into a JSON 500 (DESIGN.md §7). Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gateway/api_keys.h"
+#include "gateway/engine_service.h"
+#include "gateway/openai_protocol.h"
+
+namespace tiergate::gateway {
+
+struct HttpRequest {
+  std::string method;
+  std::string target;
+  std::string authorization;  // the Authorization header, as sent
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// How a handler answers. Any thread may call it; the session serialises the calls onto its own
+// strand in call order. begin_stream's headers are held until the first stream() event, so a
+// respond() that follows begin_stream() directly replaces them (an error refused after all).
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  virtual void respond(HttpResponse response) = 0;
+  virtual void begin_stream(HttpResponse headers) = 0;  // text/event-stream, chunked
+  virtual void stream(std::string event) = 0;
+  virtual void end_stream() = 0;
+};
+
+struct ApiOptions {
+  std::string model_name;
+  std::string qos_config_path;
+};
+
+class Api {
+ public:
+  Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options);
+
+  // Handles one request. Returns the engine request id when a generation started (the session
+  // cancels it if the client goes away), 0 otherwise.
+  engine::RequestId handle(const HttpRequest& request, std::shared_ptr<ResponseSink> sink);
+  void cancel(engine::RequestId id) { service_.cancel(id); }
+  // Re-reads the QoS config file; a bad file leaves the config in force. Returns the error text.
+  std::string reload_qos();
+
+  std::string metrics() const;
+
+ private:
+  engine::RequestId handle_unguarded(const HttpRequest& request, std::shared_ptr<ResponseSink> sink,
+                                     const std::string& route);
+  engine::RequestId generate(const HttpRequest& request, const ApiKey& key, Endpoint endpoint, bool qos_route,
+                             std::shared_ptr<ResponseSink> sink, const std::string& route);
+  void count(const std::string& route, int status);
+
+  EngineService& service_;
+  std::shared_ptr<const ApiKeyStore> keys_;
+  ApiOptions options_;
+  mutable std::mutex metrics_mutex_;
+  std::map<std::pair<std::string, int>, std::uint64_t> requests_;  // (route, status) → count
+};
+
+}  // namespace tiergate::gateway

@@ -1,0 +1,74 @@
+// The wiring between the network and the engine: the QoS admission queue (qos/) feeds the engine
+// through engine::AdmissionSource; one engine thread runs step() while there is work and sleeps
+// otherwise; outputs are delivered to per-request callbacks on the engine thread (the HTTP
+// sessions post them onto their own strands). Thread-safe: submit/cancel/reload from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "qos/admission_queue.h"
+
+namespace tiergate::gateway {
+
+struct SubmitResult {
+  enum class Status { kQueued, kQueueFull, kUserNotConfigured, kInvalid } status = Status::kQueued;
+  std::string group;
+  double retry_after_s = 0;
+  std::string message;  // with kInvalid
+  std::string param;    // with kInvalid
+};
+
+// Called on the engine thread with each delta; `expired` set when the request waited past its
+// group's bound and never ran (the answer is a 503).
+using OutputCallback = std::function<void(const engine::RequestOutput& output, bool expired)>;
+
+class EngineService {
+ public:
+  EngineService(const engine::Model& model, engine::EngineConfig config, std::shared_ptr<const qos::Config> qos);
+  ~EngineService();  // stops the engine thread; requests in flight are cancelled
+
+  SubmitResult submit(engine::RequestId id, const std::string& user, std::vector<engine::TokenId> prompt,
+                      const engine::SamplingParams& params, OutputCallback on_output);
+  void cancel(engine::RequestId id);
+  void reload(std::shared_ptr<const qos::Config> config) { queue_.reload(std::move(config)); }
+
+  qos::AdmissionQueue& queue() { return queue_; }
+  engine::EngineStats stats() const;
+  const engine::Model& model() const { return model_; }
+  std::size_t max_request_tokens() const { return engine_->max_request_tokens(); }
+  engine::RequestId next_id() { return next_id_++; }
+
+ private:
+  class QosSource;
+  void run();
+  void deliver(engine::RequestOutput&& output);
+
+  const engine::Model& model_;
+  qos::AdmissionQueue queue_;
+  std::unique_ptr<QosSource> source_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::mutex callbacks_mutex_;
+  struct Pending {
+    OutputCallback callback;
+    int choices_left = 1;  // the entry goes when every choice has finished
+  };
+  std::unordered_map<engine::RequestId, Pending> callbacks_;
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  bool pending_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<engine::RequestId> next_id_{1};
+  mutable std::mutex stats_mutex_;
+  engine::EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace tiergate::gateway

@@ -1,0 +1,277 @@
+#include "gateway/openai_protocol.h"
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <limits>
+
+#include "qos/config_writer.h"
+
+namespace tiergate::gateway {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using qos::json_number;
+using qos::json_string;
+
+ApiError bad(std::string param, std::string message) {
+  return ApiError{400, std::move(message), "invalid_request_error", std::move(param), ""};
+}
+
+bool is_number(element e) {
+  const auto t = e.type();
+  return t == element_type::INT64 || t == element_type::UINT64 || t == element_type::DOUBLE;
+}
+
+double number(element e) {
+  switch (e.type()) {
+    case element_type::INT64: return static_cast<double>(e.get_int64().value_unsafe());
+    case element_type::UINT64: return static_cast<double>(e.get_uint64().value_unsafe());
+    default: return e.get_double().value_unsafe();
+  }
+}
+
+// Reads optional numeric field `key` into `out`; integer fields must be whole numbers.
+std::optional<ApiError> read_number(simdjson::dom::object obj, const char* key, double& out, bool integer,
+                                    bool& present) {
+  element e;
+  present = false;
+  if (obj[key].get(e) != simdjson::SUCCESS || e.type() == element_type::NULL_VALUE) return std::nullopt;
+  if (!is_number(e)) return bad(key, std::string("'") + key + "' must be a number");
+  out = number(e);
+  if (!std::isfinite(out)) return bad(key, std::string("'") + key + "' must be finite");
+  if (integer && std::floor(out) != out) return bad(key, std::string("'") + key + "' must be an integer");
+  present = true;
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_content(element content, std::string& out) {
+  std::string_view text;
+  if (content.get_string().get(text) == simdjson::SUCCESS) {
+    out = std::string(text);
+    return std::nullopt;
+  }
+  simdjson::dom::array parts;
+  if (content.get_array().get(parts) != simdjson::SUCCESS) {
+    return bad("messages", "a message's 'content' must be a string or a list of text parts");
+  }
+  for (element part : parts) {
+    std::string_view type, t;
+    if (part["type"].get_string().get(type) != simdjson::SUCCESS || type != "text" ||
+        part["text"].get_string().get(t) != simdjson::SUCCESS) {
+      return bad("messages", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
+    }
+    out += t;
+  }
+  return std::nullopt;
+}
+
+std::string logprob_entry(const engine::Tokenizer& tok, engine::TokenId token, float logprob,
+                          const std::vector<std::pair<engine::TokenId, float>>& top) {
+  std::string out = "{\"token\": " + json_string(tok.token_bytes(token, true)) + ", \"logprob\": " +
+                    json_number(logprob) + ", \"top_logprobs\": [";
+  for (std::size_t i = 0; i < top.size(); ++i) {
+    out += (i ? ", " : "") + std::string("{\"token\": ") + json_string(tok.token_bytes(top[i].first, true)) +
+           ", \"logprob\": " + json_number(top[i].second) + "}";
+  }
+  return out + "]}";
+}
+
+}  // namespace
+
+std::string ApiError::to_json() const {
+  return "{\"error\": {\"message\": " + json_string(message) + ", \"type\": " + json_string(type) +
+         ", \"param\": " + (param.empty() ? std::string("null") : json_string(param)) +
+         ", \"code\": " + (code.empty() ? std::string("null") : json_string(code)) + "}}";
+}
+
+std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body, Endpoint endpoint, bool qos_route) {
+  simdjson::dom::parser parser;
+  const simdjson::padded_string padded(body);
+  element root;
+  if (auto code = parser.parse(padded).get(root); code != simdjson::SUCCESS) {
+    return bad("", std::string("the request body is not valid JSON: ") + simdjson::error_message(code));
+  }
+  simdjson::dom::object obj;
+  if (root.get_object().get(obj) != simdjson::SUCCESS) return bad("", "the request body must be a JSON object");
+  GenerationRequest req;
+  req.endpoint = endpoint;
+  std::string_view text;
+  if (obj["model"].get_string().get(text) == simdjson::SUCCESS) req.model = std::string(text);
+
+  if (endpoint == Endpoint::kChat) {
+    element messages;
+    if (obj["messages"].get(messages) != simdjson::SUCCESS) return bad("messages", "'messages' is required");
+    if (qos_route && messages.get_string().get(text) == simdjson::SUCCESS) {
+      req.messages.push_back({"user", std::string(text)});  // LMDeploy-QoS accepts a bare string
+    } else {
+      simdjson::dom::array list;
+      if (messages.get_array().get(list) != simdjson::SUCCESS) return bad("messages", "'messages' must be a list");
+      for (element m : list) {
+        engine::ChatMessage msg;
+        if (m["role"].get_string().get(text) != simdjson::SUCCESS) return bad("messages", "every message needs a 'role'");
+        if (text != "system" && text != "user" && text != "assistant" && text != "tool" && text != "developer") {
+          return bad("messages", "unknown role '" + std::string(text) + "'");
+        }
+        msg.role = text == "developer" ? "system" : std::string(text);
+        element content;
+        if (m["content"].get(content) != simdjson::SUCCESS) return bad("messages", "every message needs 'content'");
+        if (auto e = read_content(content, msg.content)) return *e;
+        req.messages.push_back(std::move(msg));
+      }
+      if (req.messages.empty()) return bad("messages", "'messages' must not be empty");
+    }
+  } else {
+    element prompt;
+    if (obj["prompt"].get(prompt) != simdjson::SUCCESS) return bad("prompt", "'prompt' is required");
+    if (prompt.get_string().get(text) == simdjson::SUCCESS) {
+      req.prompt = std::string(text);
+    } else {
+      simdjson::dom::array list;
+      if (prompt.get_array().get(list) != simdjson::SUCCESS || list.size() != 1 ||
+          list.at(0).get_string().get(text) != simdjson::SUCCESS) {
+        return bad("prompt", "'prompt' must be a string (or a list holding one string)");
+      }
+      req.prompt = std::string(text);
+    }
+  }
+
+  engine::SamplingParams& p = req.params;
+  double v = 0;
+  bool present = false;
+  for (const char* key : {"max_tokens", "max_completion_tokens", "request_output_len"}) {
+    if (auto e = read_number(obj, key, v, true, present)) return *e;
+    if (present) {
+      if (v < 1) return bad(key, std::string("'") + key + "' must be at least 1");
+      p.max_tokens = static_cast<std::int64_t>(std::min(v, 1e9));
+      req.max_tokens_given = true;
+    }
+  }
+  struct FloatField {
+    const char* key;
+    float* target;
+  };
+  for (FloatField f : {FloatField{"temperature", &p.temperature}, FloatField{"top_p", &p.top_p},
+                       FloatField{"min_p", &p.min_p}, FloatField{"repetition_penalty", &p.repetition_penalty},
+                       FloatField{"presence_penalty", &p.presence_penalty},
+                       FloatField{"frequency_penalty", &p.frequency_penalty}}) {
+    if (auto e = read_number(obj, f.key, v, false, present)) return *e;
+    if (present) *f.target = static_cast<float>(v);
+  }
+  if (auto e = read_number(obj, "top_k", v, true, present)) return *e;
+  if (present) p.top_k = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e9));
+  if (auto e = read_number(obj, "n", v, true, present)) return *e;
+  if (present) p.n = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e6));
+  if (auto e = read_number(obj, "seed", v, true, present)) return *e;
+  if (present) p.seed = static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
+
+  element stop;
+  if (obj["stop"].get(stop) == simdjson::SUCCESS && stop.type() != element_type::NULL_VALUE) {
+    bool flag = false;
+    if (stop.get_bool().get(flag) == simdjson::SUCCESS) {
+      if (flag) return bad("stop", "'stop' must be a string or a list of strings");  // LMDeploy sends false
+    } else if (stop.get_string().get(text) == simdjson::SUCCESS) {
+      p.stop.emplace_back(text);
+    } else {
+      simdjson::dom::array list;
+      if (stop.get_array().get(list) != simdjson::SUCCESS) return bad("stop", "'stop' must be a string or a list of strings");
+      for (element s : list) {
+        if (s.get_string().get(text) != simdjson::SUCCESS) return bad("stop", "'stop' must hold strings only");
+        p.stop.emplace_back(text);
+      }
+    }
+  }
+  bool flag = false;
+  if (obj["ignore_eos"].get_bool().get(flag) == simdjson::SUCCESS) p.ignore_eos = flag;
+  if (obj["stream"].get_bool().get(flag) == simdjson::SUCCESS) req.stream = flag;
+  simdjson::dom::object stream_options;
+  if (obj["stream_options"].get_object().get(stream_options) == simdjson::SUCCESS &&
+      stream_options["include_usage"].get_bool().get(flag) == simdjson::SUCCESS) {
+    req.include_usage = flag;
+  }
+  // logprobs: a boolean for chat, an integer (number of alternatives) for completions.
+  element logprobs;
+  if (obj["logprobs"].get(logprobs) == simdjson::SUCCESS && logprobs.type() != element_type::NULL_VALUE) {
+    if (logprobs.get_bool().get(flag) == simdjson::SUCCESS) {
+      p.logprobs = flag;
+    } else if (is_number(logprobs) && number(logprobs) >= 0 && number(logprobs) <= 20) {
+      p.logprobs = true;
+      p.top_logprobs = static_cast<std::int32_t>(number(logprobs));
+    } else {
+      return bad("logprobs", "'logprobs' must be a boolean (chat) or an integer from 0 to 20 (completions)");
+    }
+  }
+  if (auto e = read_number(obj, "top_logprobs", v, true, present)) return *e;
+  if (present) {
+    if (!p.logprobs && endpoint == Endpoint::kChat) return bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    p.top_logprobs = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e6));
+  }
+  for (const char* key : {"user", "user_id"}) {
+    element u;
+    if (obj[key].get(u) != simdjson::SUCCESS || u.type() == element_type::NULL_VALUE) continue;
+    if (u.get_string().get(text) != simdjson::SUCCESS) return bad(key, std::string("'") + key + "' must be a string");
+    req.user = std::string(text);
+  }
+  return req;
+}
+
+std::string completion_body(const GenerationRequest& req, const std::string& id, long created,
+                            const std::vector<ChoiceResult>& choices, std::size_t prompt_tokens,
+                            std::size_t completion_tokens, const engine::Tokenizer& tokenizer) {
+  const bool chat = req.endpoint == Endpoint::kChat;
+  std::string out = "{\"id\": " + json_string(id) + ", \"object\": \"" + (chat ? "chat.completion" : "text_completion") +
+                    "\", \"created\": " + std::to_string(created) + ", \"model\": " + json_string(req.model) +
+                    ", \"choices\": [";
+  for (std::size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceResult& c = choices[i];
+    out += (i ? ", " : "") + std::string("{\"index\": ") + std::to_string(i) + ", ";
+    std::string logprobs = "null";
+    if (req.params.logprobs) {
+      logprobs = "{\"content\": [";
+      for (std::size_t k = 0; k < c.logprobs.size(); ++k) {
+        logprobs += (k ? ", " : "") + logprob_entry(tokenizer, c.logprobs[k].token, c.logprobs[k].logprob, c.logprobs[k].top);
+      }
+      logprobs += "]}";
+    }
+    if (chat) {
+      out += "\"message\": {\"role\": \"assistant\", \"content\": " + json_string(c.text) + "}";
+    } else {
+      out += "\"text\": " + json_string(c.text);
+    }
+    out += ", \"logprobs\": " + logprobs + ", \"finish_reason\": " + json_string(c.finish_reason) + "}";
+  }
+  out += "], \"usage\": {\"prompt_tokens\": " + std::to_string(prompt_tokens) +
+         ", \"completion_tokens\": " + std::to_string(completion_tokens) +
+         ", \"total_tokens\": " + std::to_string(prompt_tokens + completion_tokens) + "}}";
+  return out;
+}
+
+std::string stream_chunk(const GenerationRequest& req, const std::string& id, long created, int index,
+                         const std::string& text, bool first, const std::string& finish_reason) {
+  const bool chat = req.endpoint == Endpoint::kChat;
+  std::string out = "data: {\"id\": " + json_string(id) + ", \"object\": \"" +
+                    (chat ? "chat.completion.chunk" : "text_completion") + "\", \"created\": " +
+                    std::to_string(created) + ", \"model\": " + json_string(req.model) +
+                    ", \"choices\": [{\"index\": " + std::to_string(index) + ", ";
+  if (chat) {
+    out += "\"delta\": {" + std::string(first ? "\"role\": \"assistant\", " : "") + "\"content\": " + json_string(text) + "}";
+  } else {
+    out += "\"text\": " + json_string(text);
+  }
+  out += ", \"logprobs\": null, \"finish_reason\": " + (finish_reason.empty() ? std::string("null") : json_string(finish_reason)) +
+         "}]}\n\n";
+  return out;
+}
+
+std::string stream_usage_chunk(const GenerationRequest& req, const std::string& id, long created,
+                               std::size_t prompt_tokens, std::size_t completion_tokens) {
+  const bool chat = req.endpoint == Endpoint::kChat;
+  return "data: {\"id\": " + json_string(id) + ", \"object\": \"" + (chat ? "chat.completion.chunk" : "text_completion") +
+         "\", \"created\": " + std::to_string(created) + ", \"model\": " + json_string(req.model) +
+         ", \"choices\": [], \"usage\": {\"prompt_tokens\": " + std::to_string(prompt_tokens) +
+         ", \"completion_tokens\": " + std::to_string(completion_tokens) +
+         ", \"total_tokens\": " + std::to_string(prompt_tokens + completion_tokens) + "}}\n\n";
+}
+
+}  // namespace tiergate::gateway

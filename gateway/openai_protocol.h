@@ -1,0 +1,63 @@
+// The OpenAI and LMDeploy-QoS request and response bodies: parsing a JSON body (simdjson) into a
+// generation request with every problem reported as an OpenAI-shaped error naming the parameter,
+// and building the JSON of responses and SSE chunks. Pure functions; no transport.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "engine/chat_template.h"
+#include "engine/engine.h"
+#include "engine/sampling_params.h"
+
+namespace tiergate::gateway {
+
+enum class Endpoint { kChat, kCompletion };
+
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // empty when no single parameter is at fault
+  std::string code;
+
+  std::string to_json() const;
+};
+
+struct GenerationRequest {
+  Endpoint endpoint = Endpoint::kChat;
+  std::string model;
+  std::vector<engine::ChatMessage> messages;  // chat
+  std::string prompt;                         // completion
+  engine::SamplingParams params;
+  bool stream = false;
+  bool include_usage = false;
+  std::string user;  // "user" (OpenAI) or "user_id" (LMDeploy-QoS); may be empty
+  bool max_tokens_given = false;
+};
+
+// qos_route: the LMDeploy *_qos body (user_id, request_output_len, messages as a string, stop: false).
+std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body, Endpoint endpoint, bool qos_route);
+
+// What a finished choice looked like, for the non-streaming body.
+struct ChoiceResult {
+  std::string text;
+  std::vector<engine::SampledToken> logprobs;  // when asked for
+  std::string finish_reason;
+};
+
+std::string completion_body(const GenerationRequest& req, const std::string& id, long created,
+                            const std::vector<ChoiceResult>& choices, std::size_t prompt_tokens,
+                            std::size_t completion_tokens, const engine::Tokenizer& tokenizer);
+
+// One SSE event ("data: {...}\n\n") carrying a delta of one choice; finish_reason may be empty.
+std::string stream_chunk(const GenerationRequest& req, const std::string& id, long created, int index,
+                         const std::string& text, bool first, const std::string& finish_reason);
+// The usage-only chunk of stream_options.include_usage.
+std::string stream_usage_chunk(const GenerationRequest& req, const std::string& id, long created,
+                               std::size_t prompt_tokens, std::size_t completion_tokens);
+
+}  // namespace tiergate::gateway

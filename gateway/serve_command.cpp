@@ -1,0 +1,157 @@
+#include "gateway/serve_command.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "engine/model.h"
+#include "gateway/api.h"
+#include "gateway/api_keys.h"
+#include "gateway/cli_args.h"
+#include "gateway/engine_service.h"
+#include "gateway/generate_command.h"
+#include "gateway/http_server.h"
+#include "qos/config_parser.h"
+#include "qos/config_summary.h"
+
+namespace tiergate::gateway {
+namespace {
+
+constexpr const char* kServeUsage =
+    "usage: tiergate serve [MODEL.gguf] [--host 127.0.0.1] [--port 8443] [--qos-config-path config/qos_config.json]\n"
+    "       [--api-keys-path state/api_keys.json] [--ssl-certfile F --ssl-keyfile F] [--insecure-http]\n"
+    "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
+    "       [--max-num-batched-tokens N] [--threads N] [--http-threads N]\n";
+
+template <typename T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+
+}  // namespace
+
+void write_self_signed_certificate(const std::string& cert_path, const std::string& key_path) {
+  PkeyPtr key(EVP_EC_gen("P-256"));
+  if (!key) throw std::runtime_error("cannot generate a P-256 key");
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(std::time(nullptr)));
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 365L * 24 * 3600);
+  X509_set_pubkey(cert.get(), key.get());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
+  if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1")) {
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  if (!X509_sign(cert.get(), key.get(), EVP_sha256())) throw std::runtime_error("cannot sign the certificate");
+  for (const std::string& p : {cert_path, key_path}) {
+    const std::filesystem::path path(p);
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  }
+  FILE* kf = std::fopen(key_path.c_str(), "w");
+  if (!kf) throw std::runtime_error(key_path + ": cannot write");
+  PEM_write_PrivateKey(kf, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(kf);
+  std::filesystem::permissions(key_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  FILE* cf = std::fopen(cert_path.c_str(), "w");
+  if (!cf) throw std::runtime_error(cert_path + ": cannot write");
+  PEM_write_X509(cf, cert.get());
+  std::fclose(cf);
+}
+
+int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  try {
+    const CliArgs a(args,
+                    {"--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
+                     "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs",
+                     "--max-num-batched-tokens", "--threads", "--http-threads", "--model"},
+                    {"--insecure-http"});
+    const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
+    const std::string state_dir = a.get("--state-dir", "state");
+    const std::string qos_path = a.get("--qos-config-path", "config/qos_config.json");
+    const std::string keys_path = a.get("--api-keys-path", state_dir + "/api_keys.json");
+
+    // Start-up may fail loudly (DESIGN.md §7, tier 1): every message names the file and the fix.
+    const auto qos_config = qos::load_config_or_throw(qos_path);
+    const auto keys = ApiKeyStore::load(keys_path);
+    if (keys->size() == 0) {
+      err << "tiergate: no API keys in " << keys_path << "; create one with: tiergate keys add --user ID [--admin]\n";
+    }
+    ServerOptions options;
+    options.host = a.get("--host", "127.0.0.1");
+    options.port = static_cast<std::uint16_t>(a.integer("--port", 8443));
+    options.tls = !a.has("--insecure-http");
+    options.threads = static_cast<std::size_t>(a.integer("--http-threads", 2));
+    if (options.tls) {
+      options.cert_file = a.get("--ssl-certfile", state_dir + "/tls/cert.pem");
+      options.key_file = a.get("--ssl-keyfile", state_dir + "/tls/key.pem");
+      if (!a.has("--ssl-certfile") && !std::filesystem::exists(options.cert_file)) {
+        write_self_signed_certificate(options.cert_file, options.key_file);
+        err << "tiergate: created a self-signed development certificate " << options.cert_file
+            << " (pass --ssl-certfile/--ssl-keyfile for a real one)\n";
+      }
+    }
+    const auto model = engine::Model::load(model_path);
+    engine::EngineConfig config;
+    config.threads = static_cast<std::size_t>(a.integer("--threads", 0));
+    config.max_running = static_cast<std::size_t>(a.integer("--max-num-seqs", 64));
+    config.token_budget = static_cast<std::size_t>(a.integer("--max-num-batched-tokens", 512));
+    config.num_blocks = static_cast<std::size_t>(a.integer("--kv-cache-blocks", 2048));
+    EngineService service(*model, config, qos_config);
+    // Like vLLM, the model is named after what was loaded unless told otherwise.
+    const std::string served = a.get("--served-model-name", std::filesystem::path(model_path).stem().string());
+    Api api(service, keys, ApiOptions{served, qos_path});
+    HttpServer server(options, api);
+    err << qos::summarize(*qos_config);
+    server.run([&](std::uint16_t port) {
+      out << "tiergate: serving " << model->config().name << " on " << (options.tls ? "https" : "http") << "://"
+          << options.host << ":" << port << "\n"
+          << std::flush;
+    });
+    out << "tiergate: stopped\n";
+    return 0;
+  } catch (const CliError& e) {
+    err << "tiergate serve: " << e.what() << "\n" << kServeUsage;
+    return 2;
+  } catch (const std::exception& e) {
+    err << "tiergate serve: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int run_keys(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  try {
+    if (args.empty() || args[0] != "add") throw CliError("usage: tiergate keys add (--user ID ... | --all-users) [--admin]");
+    const CliArgs a({args.begin() + 1, args.end()}, {"--user", "--name", "--api-keys-path", "--state-dir"},
+                    {"--admin", "--all-users"});
+    const std::vector<std::string> users = a.all("--user");
+    if (users.empty() && !a.has("--all-users")) throw CliError("give --user ID (repeatable) or --all-users");
+    const std::string path = a.get("--api-keys-path", a.get("--state-dir", "state") + "/api_keys.json");
+    const std::string key = ApiKeyStore::add_key(path, a.get("--name", users.empty() ? "all-users" : users.front()),
+                                                 users, a.has("--all-users"), a.has("--admin"));
+    out << key << "\n";
+    err << "tiergate: key added to " << path << " (only its SHA-256 is stored; this is the only time it is shown)\n";
+    return 0;
+  } catch (const CliError& e) {
+    err << "tiergate keys: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    err << "tiergate keys: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace tiergate::gateway

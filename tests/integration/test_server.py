@@ -1,0 +1,230 @@
+"""The real server on 127.0.0.1 over TLS, spoken to as clients would: the official `openai` Python
+package and curl. Started once per module with a fresh state directory (keys, self-signed
+certificate) and stopped with SIGTERM, which must exit 0 (graceful shutdown).
+
+Run by ctest through tests/integration/run.sh (the venv with `openai` and `pytest` is set up by
+tools/test.sh); needs the default model (tools/fetch_model.sh)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("TIERGATE_BINARY", ROOT / "build/release/gateway/tiergate"))
+MODEL = ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def keys_add(state, *args):
+    out = subprocess.run([str(BINARY), "keys", "add", "--state-dir", str(state), *args],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not MODEL.exists():
+        pytest.skip(f"model not found at {MODEL} (run tools/fetch_model.sh)")
+    state = tmp_path_factory.mktemp("state")
+    qos = state / "qos_config.json"
+    qos.write_text((ROOT / "config/qos_config.json").read_text())
+    keys = {
+        "alice": keys_add(state, "--user", "user_id1"),
+        "saas": keys_add(state, "--all-users"),
+        "admin": keys_add(state, "--all-users", "--admin"),
+    }
+    proc = subprocess.Popen([str(BINARY), "serve", str(MODEL), "--port", "0", "--state-dir", str(state),
+                             "--qos-config-path", str(qos), "--kv-cache-blocks", "256", "--threads", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    match = re.search(r"https://127\.0\.0\.1:(\d+)", line)
+    assert match, f"server did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+    url = f"https://127.0.0.1:{match.group(1)}"
+    yield {"url": url, "keys": keys, "proc": proc, "qos": qos, "state": state}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def client(server, key="alice"):
+    return openai.OpenAI(base_url=server["url"] + "/v1", api_key=server["keys"][key],
+                         http_client=httpx.Client(verify=False, timeout=120))
+
+
+def curl(server, path, *args, key=None, body=None, method=None):
+    cmd = ["curl", "-sk", "-o", "-", "-w", "\n%{http_code}", server["url"] + path]
+    if key:
+        cmd += ["-H", f"Authorization: Bearer {server['keys'][key]}"]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary", body if isinstance(body, str) else json.dumps(body)]
+    if method:
+        cmd += ["-X", method]
+    out = subprocess.run(cmd + list(args), check=True, capture_output=True, text=True).stdout
+    text, _, status = out.rpartition("\n")
+    return int(status), text
+
+
+# --- the openai package -------------------------------------------------------------------------
+
+def test_chat_completion(server):
+    r = client(server).chat.completions.create(model=MODEL.stem, max_tokens=8, temperature=0,
+                                               messages=[{"role": "user", "content": "What is 2+2?"}])
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 8 and r.usage.prompt_tokens > 0
+
+
+def test_chat_streaming_with_usage(server):
+    stream = client(server).chat.completions.create(model=MODEL.stem, max_tokens=6, temperature=0, stream=True,
+                                                    stream_options={"include_usage": True},
+                                                    messages=[{"role": "user", "content": "Say hello"}])
+    text, finish, usage = "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+    assert text and finish in ("stop", "length") and usage.completion_tokens <= 6
+
+
+def test_streaming_equals_non_streaming(server):
+    c = client(server)
+    args = dict(model=MODEL.stem, max_tokens=12, temperature=0, messages=[{"role": "user", "content": "Name a fruit."}])
+    whole = c.chat.completions.create(**args).choices[0].message.content
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(stream=True, **args)
+                       if ch.choices)
+    assert whole == streamed
+
+
+def test_completions_n2_and_stop(server):
+    r = client(server).completions.create(model=MODEL.stem, prompt="1, 2, 3,", max_tokens=12, temperature=0, n=2,
+                                          stop=[" 6"])
+    assert len(r.choices) == 2
+    for choice in r.choices:
+        assert " 6" not in choice.text
+        assert choice.text.startswith(" 4,")
+        assert choice.finish_reason == "stop"
+
+
+def test_seeded_sampling_is_reproducible(server):
+    c = client(server)
+    args = dict(model=MODEL.stem, prompt="Once upon a time", max_tokens=10, temperature=0.9, top_p=0.9, seed=42)
+    assert c.completions.create(**args).choices[0].text == c.completions.create(**args).choices[0].text
+
+
+def test_errors_surface_as_openai_exceptions(server):
+    bad_key = openai.OpenAI(base_url=server["url"] + "/v1", api_key="tg-wrong",
+                            http_client=httpx.Client(verify=False))
+    with pytest.raises(openai.AuthenticationError):
+        bad_key.models.list()
+    with pytest.raises(openai.PermissionDeniedError):  # alice may not act for user_id2
+        client(server).completions.create(model=MODEL.stem, prompt="x", max_tokens=2, user="user_id2")
+    with pytest.raises(openai.BadRequestError) as e:
+        client(server).completions.create(model=MODEL.stem, prompt="x", max_tokens=-1)
+    assert e.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as e:
+        client(server).chat.completions.create(model=MODEL.stem, temperature=5, messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["param"] == "temperature"
+    with pytest.raises(openai.NotFoundError):
+        client(server).completions.create(model="no-such-model", prompt="x", max_tokens=2)
+
+
+def test_models_list(server):
+    assert [m.id for m in client(server).models.list().data] == [MODEL.stem]
+
+
+# --- curl over TLS, every route --------------------------------------------------------------------
+
+def test_health_and_metrics(server):
+    assert curl(server, "/health") == (200, '{"status": "ok"}')
+    status, text = curl(server, "/metrics")
+    assert status == 200 and "tiergate_requests_total" in text and 'tiergate_kv_blocks{state="active"}' in text
+
+
+def test_auth_is_required_and_checked(server):
+    assert curl(server, "/v1/models")[0] == 401
+    status, text = curl(server, "/v1/models", "-H", "Authorization: Bearer tg-nope")
+    assert status == 401 and json.loads(text)["error"]["code"] == "invalid_api_key"
+
+
+def test_qos_routes_with_lmdeploy_bodies(server):
+    body = {"messages": "Hello", "user_id": "user_id4", "request_output_len": 4, "stop": False, "session_id": -1,
+            "interactive_mode": False, "ignore_eos": False}
+    status, text = curl(server, "/v1/chat/completions_qos", key="saas", body=body)
+    assert status == 200, text
+    assert json.loads(text)["usage"]["completion_tokens"] <= 4
+    status, text = curl(server, "/v1/completions_qos", key="saas",
+                        body={"prompt": "Hello", "user_id": "user_id5", "max_tokens": 3})
+    assert status == 200, text
+    # The QoS routes need the user when QoS is on.
+    assert curl(server, "/v1/completions_qos", key="saas", body={"prompt": "Hello"})[0] == 400
+    # A spoofed user_id is refused for a customer key.
+    assert curl(server, "/v1/completions_qos", key="alice", body={"prompt": "Hi", "user_id": "user_id0"})[0] == 403
+
+
+def test_bad_requests(server):
+    status, text = curl(server, "/v1/chat/completions", key="alice", body="{not json")
+    assert status == 400 and "not valid JSON" in json.loads(text)["error"]["message"]
+    assert curl(server, "/v1/chat/completions", key="alice", body={"messages": [], "max_tokens": 2})[0] == 400
+    status, text = curl(server, "/v1/completions", key="alice", body={"prompt": "x", "max_tokens": -5})
+    assert status == 400 and json.loads(text)["error"]["param"] == "max_tokens"
+    assert curl(server, "/v1/completions", key="alice", body={"prompt": "x", "top_p": "high"})[0] == 400
+    assert curl(server, "/nope")[0] == 404
+    assert curl(server, "/v1/completions", key="alice", method="GET")[0] == 405
+    huge = server["state"] / "huge.json"
+    huge.write_text(json.dumps({"prompt": "x" * (5 << 20)}))
+    assert curl(server, "/v1/completions", "--data-binary", f"@{huge}", key="alice")[0] == 413
+
+
+def test_admin_routes(server):
+    assert curl(server, "/admin/qos", key="alice")[0] == 403
+    status, text = curl(server, "/admin/qos", key="admin")
+    assert status == 200
+    report = json.loads(text)
+    assert report["config"]["user_groups"] == ["Platinum", "Gold", "Silver", "Bronze"]
+    assert any(u["user_id"] == "user_id1" for u in report["usage"]["users"])
+
+
+def test_reload_keeps_old_config_on_a_bad_file(server):
+    good = server["qos"].read_text()
+    server["qos"].write_text(good.replace('"quota_pct": 5}', '"quota_pct": -5}'))
+    status, text = curl(server, "/admin/qos/reload", key="admin", method="POST")
+    assert status == 400 and "$.user_group_map.Silver[0].quota_pct" in json.loads(text)["error"]["message"]
+    assert curl(server, "/admin/qos", key="admin")[0] == 200
+    new = json.loads(good)
+    new["user_group_map"]["Gold"].append({"id": "newcomer", "quota_pct": 10})
+    server["qos"].write_text(json.dumps(new))
+    assert curl(server, "/admin/qos/reload", key="admin", method="POST")[0] == 200
+    assert "newcomer" in curl(server, "/admin/qos", key="admin")[1]
+    server["qos"].write_text(good)
+    server["proc"].send_signal(signal.SIGHUP)  # the same through the signal
+    time.sleep(0.5)
+    assert "newcomer" not in curl(server, "/admin/qos", key="admin")[1]
+    assert curl(server, "/health")[0] == 200
+
+
+def test_disconnect_mid_stream_frees_kv_blocks(server):
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 400,
+                       "ignore_eos": True, "stream": True})
+    proc = subprocess.Popen(["curl", "-skN", server["url"] + "/v1/chat/completions", "-H",
+                             f"Authorization: Bearer {server['keys']['alice']}", "--data-binary", body],
+                            stdout=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"data: ")
+    proc.kill()
+    proc.wait()
+    active = None
+    for _ in range(100):  # the engine notices at its next write
+        text = curl(server, "/metrics")[1]
+        active = int(re.search(r'tiergate_kv_blocks\{state="active"\} (\d+)', text).group(1))
+        if active == 0:
+            break
+        time.sleep(0.1)
+    assert active == 0
