@@ -43,7 +43,21 @@ struct Generation {
 }  // namespace
 
 Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options)
-    : service_(service), keys_(std::move(keys)), options_(std::move(options)) {}
+    : service_(service), keys_(std::move(keys)), options_(std::move(options)) {
+  std::error_code ec;
+  qos_mtime_ = std::filesystem::last_write_time(options_.qos_config_path, ec);
+}
+
+void Api::reload_qos_if_changed() {
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(options_.qos_config_path, ec);
+  {
+    std::lock_guard lock(watch_mutex_);
+    if (ec || mtime == qos_mtime_) return;
+    qos_mtime_ = mtime;
+  }
+  reload_qos();
+}
 
 void Api::count(const std::string& route, int status) {
   std::lock_guard lock(metrics_mutex_);

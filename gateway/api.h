@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,8 @@ class Api {
   void cancel(engine::RequestId id) { service_.cancel(id); }
   // Re-reads the QoS config file; a bad file leaves the config in force. Returns the error text.
   std::string reload_qos();
+  // Reloads when the file's modification time changed since the last look (the server polls).
+  void reload_qos_if_changed();
 
   std::string metrics() const;
 
@@ -72,6 +75,8 @@ class Api {
   EngineService& service_;
   std::shared_ptr<const ApiKeyStore> keys_;
   ApiOptions options_;
+  std::mutex watch_mutex_;
+  std::filesystem::file_time_type qos_mtime_{};
   mutable std::mutex metrics_mutex_;
   std::map<std::pair<std::string, int>, std::uint64_t> requests_;  // (route, status) → count
 };

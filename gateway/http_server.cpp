@@ -269,6 +269,16 @@ struct HttpServer::Impl {
     });
   }
 
+  // The QoS config is re-read when its file changes (polled once a second).
+  void watch_config() {
+    auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::seconds(1));
+    timer->async_wait([this, timer](beast::error_code ec) {
+      if (ec || shared.stopping) return;
+      shared.api.reload_qos_if_changed();
+      watch_config();
+    });
+  }
+
   void begin_shutdown() {
     shared.stopping = true;
     beast::error_code ignored;
@@ -325,6 +335,7 @@ void HttpServer::run(const std::function<void(std::uint16_t)>& on_listening) {
   s.signals.add(SIGTERM);
   s.signals.add(SIGHUP);
   s.wait_signals();
+  s.watch_config();
   s.accept();
   if (on_listening) on_listening(s.acceptor.local_endpoint().port());
   std::vector<std::thread> threads;

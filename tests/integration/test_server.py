@@ -208,6 +208,15 @@ def test_reload_keeps_old_config_on_a_bad_file(server):
     server["proc"].send_signal(signal.SIGHUP)  # the same through the signal
     time.sleep(0.5)
     assert "newcomer" not in curl(server, "/admin/qos", key="admin")[1]
+    # ... and by editing the file: the server notices the change within a few seconds.
+    time.sleep(1.1)  # file times are compared exactly; make the next write's time differ
+    server["qos"].write_text(json.dumps(new))
+    for _ in range(50):
+        if "newcomer" in curl(server, "/admin/qos", key="admin")[1]:
+            break
+        time.sleep(0.1)
+    assert "newcomer" in curl(server, "/admin/qos", key="admin")[1]
+    server["qos"].write_text(good)
     assert curl(server, "/health")[0] == 200
 
 
