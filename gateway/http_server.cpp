@@ -118,6 +118,35 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     ++shared_.active_requests;
     in_request_ = true;
     request_id_ = shared_.api.handle(request, std::make_shared<Sink>(this->shared_from_this()));
+    watch();
+  }
+
+  // While a request is in flight, keep one read open: it notices a client that hangs up (and
+  // cancels its generation, streaming or not) and keeps any pipelined bytes for the next parse.
+  void watch() {
+    if (watching_ || closed_) return;
+    watching_ = true;
+    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->on_watch(ec, n);
+    });
+  }
+
+  void on_watch(beast::error_code ec, std::size_t n) {
+    watching_ = false;
+    if (ec) {
+      if (in_request_ && request_id_ != 0) shared_.api.cancel(request_id_);
+      request_id_ = 0;
+      return close();
+    }
+    buffer_.commit(n);
+    if (in_request_) {
+      if (buffer_.size() < shared_.options.max_header_bytes) watch();
+      return;
+    }
+    if (resume_read_) {
+      resume_read_ = false;
+      read();
+    }
   }
 
   void respond(HttpResponse r) {
@@ -198,10 +227,15 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     pending_headers_.reset();
     events_.clear();
     if (ec || close_after) return close();
+    if (watching_) {  // the watch read owns the stream's read side; it resumes parsing when done
+      resume_read_ = true;
+      return;
+    }
     read();
   }
 
   void close() {
+    closed_ = true;
     beast::error_code ec;
     if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
       beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -226,6 +260,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   bool in_request_ = false;
   bool head_sent_ = false;
   bool writing_ = false;
+  bool watching_ = false;
+  bool resume_read_ = false;
+  bool closed_ = false;
   std::optional<HttpResponse> pending_headers_;
   std::deque<Event> events_;
   engine::RequestId request_id_ = 0;

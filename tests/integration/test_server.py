@@ -221,7 +221,7 @@ def test_reload_keeps_old_config_on_a_bad_file(server):
 
 
 def test_disconnect_mid_stream_frees_kv_blocks(server):
-    body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 400,
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 3000,
                        "ignore_eos": True, "stream": True})
     proc = subprocess.Popen(["curl", "-skN", server["url"] + "/v1/chat/completions", "-H",
                              f"Authorization: Bearer {server['keys']['alice']}", "--data-binary", body],
@@ -229,11 +229,34 @@ def test_disconnect_mid_stream_frees_kv_blocks(server):
     assert proc.stdout.readline().startswith(b"data: ")
     proc.kill()
     proc.wait()
-    active = None
-    for _ in range(100):  # the engine notices at its next write
+    assert active_blocks_drop_to_zero(server)
+
+
+def active_blocks_drop_to_zero(server):
+    for _ in range(50):  # 3000 tokens would take half a minute; a cancelled request frees at once
         text = curl(server, "/metrics")[1]
-        active = int(re.search(r'tiergate_kv_blocks\{state="active"\} (\d+)', text).group(1))
-        if active == 0:
-            break
+        if int(re.search(r'tiergate_kv_blocks\{state="active"\} (\d+)', text).group(1)) == 0:
+            return True
         time.sleep(0.1)
-    assert active == 0
+    return False
+
+
+def test_disconnect_while_waiting_for_a_whole_response_cancels_it(server):
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 3000, "ignore_eos": True})
+    proc = subprocess.Popen(["curl", "-sk", server["url"] + "/v1/completions", "-H",
+                             f"Authorization: Bearer {server['keys']['alice']}", "--data-binary", body],
+                            stdout=subprocess.PIPE)
+    time.sleep(0.8)
+    proc.kill()
+    proc.wait()
+    assert active_blocks_drop_to_zero(server)
+    status, text = curl(server, "/metrics")
+    assert status == 200
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server):
+    args = []
+    for _ in range(3):
+        args += ["--next", "-sk", "-H", f"Authorization: Bearer {server['keys']['alice']}", server["url"] + "/v1/models"]
+    out = subprocess.run(["curl", "-sk", server["url"] + "/health"] + args, check=True, capture_output=True, text=True).stdout
+    assert out.count(MODEL.stem) == 3
