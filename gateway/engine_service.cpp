@@ -1,6 +1,7 @@
 #include "gateway/engine_service.h"
 
 #include <chrono>
+#include <limits>
 
 namespace tiergate::gateway {
 
@@ -42,8 +43,10 @@ class EngineService::QosSource : public engine::AdmissionSource {
 };
 
 EngineService::EngineService(const engine::Model& model, engine::EngineConfig config,
-                             std::shared_ptr<const qos::Config> qos)
-    : model_(model), queue_(std::move(qos)), source_(std::make_unique<QosSource>(queue_)) {
+                             std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens)
+    : model_(model), queue_(std::move(qos)), source_(std::make_unique<QosSource>(queue_)),
+      stand_in_tokens_(stand_in_tokens) {
+  if (stand_in_tokens_ > 0) config.num_blocks = 1;  // no KV memory needed
   engine_ = std::make_unique<engine::Engine>(model, config, *source_,
                                              [this](engine::RequestOutput&& o) { deliver(std::move(o)); });
   thread_ = std::thread([this] { run(); });
@@ -66,7 +69,7 @@ SubmitResult EngineService::submit(engine::RequestId id, const std::string& user
     return {SubmitResult::Status::kInvalid, "", 0, bad->message, bad->param};
   }
   const std::size_t need = (prompt.size() + static_cast<std::size_t>(params.max_tokens)) * static_cast<std::size_t>(params.n);
-  if (need > engine_->max_request_tokens()) {
+  if (stand_in_tokens_ == 0 && need > engine_->max_request_tokens()) {
     return {SubmitResult::Status::kInvalid, "", 0,
             "the request needs " + std::to_string(need) + " KV slots; this server holds " +
                 std::to_string(engine_->max_request_tokens()),
@@ -76,7 +79,12 @@ SubmitResult EngineService::submit(engine::RequestId id, const std::string& user
     std::lock_guard lock(callbacks_mutex_);
     callbacks_[id] = Pending{std::move(on_output), params.n};
   }
-  engine_->submit({id, prompt, params});
+  if (stand_in_tokens_ > 0) {
+    std::lock_guard lock(stand_in_mutex_);
+    stand_in_choices_[id] = params.n;
+  } else {
+    engine_->submit({id, prompt, params});
+  }
   const qos::EnqueueResult queued = queue_.enqueue(
       {id, user, static_cast<std::int64_t>(prompt.size()), params.max_tokens}, qos::Clock::now());
   result.group = queued.group;
@@ -124,6 +132,41 @@ void EngineService::deliver(engine::RequestOutput&& output) {
   cb(output, false);
 }
 
+bool EngineService::stand_in_step() {
+  bool worked = false;
+  while (auto pulled = source_->pull(std::numeric_limits<std::size_t>::max())) {
+    worked = true;
+    std::int32_t choices = 1;
+    {
+      std::lock_guard lock(stand_in_mutex_);
+      auto it = stand_in_choices_.find(pulled->id);
+      if (it == stand_in_choices_.end()) {  // cancelled before it ran
+        source_->finished(pulled->id);
+        continue;
+      }
+      choices = it->second;
+      stand_in_choices_.erase(it);
+    }
+    const engine::TokenId token = model_.tokenizer().find("Ġok").value_or(model_.tokenizer().eos());
+    const std::string text = model_.tokenizer().token_bytes(token);
+    for (std::int32_t c = 0; c < choices; ++c) {
+      engine::RequestOutput out;
+      out.id = pulled->id;
+      out.index = c;
+      for (std::size_t i = 0; i < stand_in_tokens_; ++i) {
+        out.tokens.push_back(token);
+        out.text += text;
+      }
+      out.completion_tokens = stand_in_tokens_;
+      out.finish = engine::FinishReason::kLength;
+      source_->charge(pulled->id, 0, stand_in_tokens_);
+      deliver(std::move(out));
+    }
+    source_->finished(pulled->id);
+  }
+  return worked;
+}
+
 void EngineService::run() {
   while (!stop_) {
     for (const qos::ExpiredRequest& e : queue_.expire(qos::Clock::now())) {
@@ -141,7 +184,7 @@ void EngineService::run() {
       out.finish = engine::FinishReason::kCancelled;
       cb(out, true);
     }
-    const bool worked = engine_->step();
+    const bool worked = stand_in_tokens_ > 0 ? stand_in_step() : engine_->step();
     {
       std::lock_guard lock(stats_mutex_);
       stats_ = engine_->stats();

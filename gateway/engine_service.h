@@ -32,7 +32,10 @@ using OutputCallback = std::function<void(const engine::RequestOutput& output, b
 
 class EngineService {
  public:
-  EngineService(const engine::Model& model, engine::EngineConfig config, std::shared_ptr<const qos::Config> qos);
+  // stand_in_tokens > 0: no model step runs; every admitted request gets that many copies of one
+  // fixed token at no cost (for measuring the gateway alone, QoS queue and hand-offs included).
+  EngineService(const engine::Model& model, engine::EngineConfig config, std::shared_ptr<const qos::Config> qos,
+                std::size_t stand_in_tokens = 0);
   ~EngineService();  // stops the engine thread; requests in flight are cancelled
 
   SubmitResult submit(engine::RequestId id, const std::string& user, std::vector<engine::TokenId> prompt,
@@ -49,12 +52,16 @@ class EngineService {
  private:
   class QosSource;
   void run();
+  bool stand_in_step();
   void deliver(engine::RequestOutput&& output);
 
   const engine::Model& model_;
   qos::AdmissionQueue queue_;
   std::unique_ptr<QosSource> source_;
   std::unique_ptr<engine::Engine> engine_;
+  std::size_t stand_in_tokens_ = 0;
+  std::mutex stand_in_mutex_;
+  std::unordered_map<engine::RequestId, std::int32_t> stand_in_choices_;
   std::mutex callbacks_mutex_;
   struct Pending {
     OutputCallback callback;

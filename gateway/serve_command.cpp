@@ -26,7 +26,7 @@ constexpr const char* kServeUsage =
     "usage: tiergate serve [MODEL.gguf] [--host 127.0.0.1] [--port 8443] [--qos-config-path config/qos_config.json]\n"
     "       [--api-keys-path state/api_keys.json] [--ssl-certfile F --ssl-keyfile F] [--insecure-http]\n"
     "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
-    "       [--max-num-batched-tokens N] [--threads N] [--http-threads N]\n";
+    "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n";
 
 template <typename T, void (*Free)(T*)>
 struct Deleter {
@@ -77,7 +77,7 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     const CliArgs a(args,
                     {"--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
                      "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs",
-                     "--max-num-batched-tokens", "--threads", "--http-threads", "--model"},
+                     "--max-num-batched-tokens", "--threads", "--http-threads", "--model", "--stand-in-engine"},
                     {"--insecure-http"});
     const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
     const std::string state_dir = a.get("--state-dir", "state");
@@ -110,7 +110,9 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     config.max_running = static_cast<std::size_t>(a.integer("--max-num-seqs", 64));
     config.token_budget = static_cast<std::size_t>(a.integer("--max-num-batched-tokens", 512));
     config.num_blocks = static_cast<std::size_t>(a.integer("--kv-cache-blocks", 2048));
-    EngineService service(*model, config, qos_config);
+    const auto stand_in = static_cast<std::size_t>(a.integer("--stand-in-engine", 0));
+    if (stand_in > 0) err << "tiergate: stand-in engine: every request gets " << stand_in << " fixed tokens\n";
+    EngineService service(*model, config, qos_config, stand_in);
     // Like vLLM, the model is named after what was loaded unless told otherwise.
     const std::string served = a.get("--served-model-name", std::filesystem::path(model_path).stem().string());
     Api api(service, keys, ApiOptions{served, qos_path});

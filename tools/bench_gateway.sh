@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The gateway alone, side by side with nginx, over HTTPS keep-alive on this machine: tiergate with
+# its stand-in engine (fixed tokens at no cost, QoS queue and engine hand-offs included) answering
+# POST /v1/completions, and nginx terminating TLS for a static response of the same size. wrk (one
+# thread) drives each at saturation and at light load (one connection); prints requests/s and
+# latency percentiles and the ratios. Loopback only; bounded runs.
+#   bash tools/bench_gateway.sh [seconds=10] [connections=32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+connections="${2:-32}"
+for p in wrk nginx-light; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null; break; }
+done
+bash tools/build.sh release >/dev/null
+model=$(bash tools/fetch_model.sh)
+dir=$(mktemp -d /tmp/tg-bench.XXXX)
+trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$dir" -c "$dir/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$dir"' EXIT
+key=$(./build/release/gateway/tiergate keys add --all-users --state-dir "$dir" 2>/dev/null)
+./build/release/gateway/tiergate serve "$model" --state-dir "$dir" --port 18543 --http-threads 1 \
+  --stand-in-engine 16 >"$dir/serve.log" 2>&1 &
+for _ in $(seq 100); do curl -sk https://127.0.0.1:18543/health >/dev/null 2>&1 && break; sleep 0.1; done
+body='{"prompt": "Hello there", "max_tokens": 16, "user": "user_id4"}'
+reply=$(curl -sk https://127.0.0.1:18543/v1/completions -H "Authorization: Bearer $key" -d "$body")
+case "$reply" in *'"choices"'*) ;; *) echo "bench_gateway: tiergate did not answer with a completion: $reply" >&2; exit 1 ;; esac
+mkdir -p "$dir/logs"
+cat >"$dir/nginx.conf" <<NGINX
+worker_processes 1;
+error_log $dir/logs/error.log;
+pid $dir/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $dir/body;
+  server {
+    listen 127.0.0.1:18544 ssl;
+    ssl_certificate $dir/tls/cert.pem;
+    ssl_certificate_key $dir/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { default_type application/json; return 200 '$reply'; }
+  }
+}
+NGINX
+nginx -p "$dir" -c "$dir/nginx.conf"
+cat >"$dir/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+LUA
+run() {  # url connections -> "rps p50_ms p99_ms"
+  wrk -t1 -c"$2" -d"${seconds}s" --latency -s "$dir/post.lua" "$1" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ { rps = $2 } / 50%/ { p50 = ms($2) } / 99%/ { p99 = ms($2) }
+    END { printf "%.0f %.3f %.3f", rps, p50, p99 }'
+}
+read -r t_rps t_p50 t_p99 <<<"$(run https://127.0.0.1:18543/v1/completions "$connections")"
+read -r n_rps n_p50 n_p99 <<<"$(run https://127.0.0.1:18544/v1/completions "$connections")"
+read -r t1_rps t1_p50 t1_p99 <<<"$(run https://127.0.0.1:18543/v1/completions 1)"
+read -r n1_rps n1_p50 n1_p99 <<<"$(run https://127.0.0.1:18544/v1/completions 1)"
+echo "response: ${#reply} bytes of JSON; wrk 1 thread, ${seconds}s per run, HTTPS keep-alive"
+printf "%-34s %12s %10s %10s\n" "" "requests/s" "p50_ms" "p99_ms"
+printf "%-34s %12s %10s %10s\n" "tiergate, $connections connections" "$t_rps" "$t_p50" "$t_p99"
+printf "%-34s %12s %10s %10s\n" "nginx,    $connections connections" "$n_rps" "$n_p50" "$n_p99"
+printf "%-34s %12s %10s %10s\n" "tiergate, 1 connection" "$t1_rps" "$t1_p50" "$t1_p99"
+printf "%-34s %12s %10s %10s\n" "nginx,    1 connection" "$n1_rps" "$n1_p50" "$n1_p99"
+awk -v a="$t_rps" -v b="$n_rps" -v c="$t1_p99" -v d="$n1_p99" 'BEGIN {
+  printf "throughput ratio tiergate/nginx: %.2f; added p99 latency at light load: %.3f ms\n", a / b, c - d }'
