@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -96,31 +97,34 @@ float dot_f16_avx2(const std::uint16_t* w, const float* x, std::size_t n) {
 
 }  // namespace
 
+namespace {
+
+// One block of 32 activations to int8 with scale d = max|x| / 127, rounding to nearest even;
+// returns d and the sum of the quantised values (Q8_1 keeps d·sum).
+std::pair<float, int> quantize_block(const float* x, std::int8_t* qs) {
+  float amax = 0;
+  for (std::size_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float id = amax != 0 ? 127.0f / amax : 0.0f;  // ggml's x86 form (not 1/d)
+  int sum = 0;
+  for (std::size_t j = 0; j < QK; ++j) {
+    const int q = static_cast<int>(std::nearbyint(x[j] * id));
+    qs[j] = static_cast<std::int8_t>(q);
+    sum += q;
+  }
+  return {amax / 127.0f, sum};
+}
+
+}  // namespace
+
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, std::size_t n) {
   TG_CHECK(n % QK == 0);
-  for (std::size_t i = 0; i < n / QK; ++i) {
-    float amax = 0;
-    for (std::size_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[i * QK + j]));
-    const float d = amax / 127.0f;
-    const float id = amax != 0 ? 127.0f / amax : 0.0f;  // ggml's x86 form (not 1/d)
-    y[i].d = float_to_half(d);
-    for (std::size_t j = 0; j < QK; ++j) y[i].qs[j] = static_cast<std::int8_t>(std::nearbyint(x[i * QK + j] * id));
-  }
+  for (std::size_t i = 0; i < n / QK; ++i) y[i].d = float_to_half(quantize_block(x + i * QK, y[i].qs).first);
 }
 
 void quantize_row_q8_1(const float* x, BlockQ8_1* y, std::size_t n) {
   TG_CHECK(n % QK == 0);
   for (std::size_t i = 0; i < n / QK; ++i) {
-    float amax = 0;
-    for (std::size_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[i * QK + j]));
-    const float d = amax / 127.0f;
-    const float id = amax != 0 ? 127.0f / amax : 0.0f;  // ggml's x86 form (not 1/d)
-    int sum = 0;
-    for (std::size_t j = 0; j < QK; ++j) {
-      const int q = static_cast<int>(std::nearbyint(x[i * QK + j] * id));
-      y[i].qs[j] = static_cast<std::int8_t>(q);
-      sum += q;
-    }
+    const auto [d, sum] = quantize_block(x + i * QK, y[i].qs);
     y[i].d = float_to_half(d);
     y[i].s = float_to_half(d * static_cast<float>(sum));
   }
