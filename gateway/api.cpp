@@ -38,6 +38,8 @@ struct Generation {
   std::vector<std::size_t> completion_tokens;
   int unfinished = 0;
   std::shared_ptr<ResponseSink> sink;
+  std::size_t history_tokens = 0;  // interactive: the session's prompt length before this turn
+  std::string user;
 };
 
 }  // namespace
@@ -95,6 +97,7 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
       {"/v1/completions", "POST"},
       {"/v1/chat/completions_qos", "POST"},
       {"/v1/completions_qos", "POST"},
+      {"/v1/chat/interactive_qos", "POST"},
       {"/admin/qos", "GET"},
       {"/admin/qos/reload", "POST"},
   };
@@ -140,7 +143,9 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
                                {}});
   }
   const bool qos_route = route.size() > 4 && route.compare(route.size() - 4, 4, "_qos") == 0;
-  const Endpoint endpoint = route.find("/chat/") != std::string::npos ? Endpoint::kChat : Endpoint::kCompletion;
+  const Endpoint endpoint = route == "/v1/chat/interactive_qos" ? Endpoint::kInteractive
+                            : route.find("/chat/") != std::string::npos ? Endpoint::kChat
+                                                                         : Endpoint::kCompletion;
   return generate(request, *key, endpoint, qos_route, std::move(sink), route);
 }
 
@@ -178,7 +183,23 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
 
   const engine::Model& model = service_.model();
   std::vector<engine::TokenId> prompt;
-  if (endpoint == Endpoint::kChat) {
+  std::size_t history_tokens = 0;
+  const auto session_key = std::make_pair(user, req.session_id);
+  if (endpoint == Endpoint::kInteractive) {
+    // The session's conversation so far, then this turn (its blocks are in the prefix cache).
+    std::vector<engine::ChatMessage> conversation;
+    if (req.session_id >= 0) {
+      std::lock_guard lock(sessions_mutex_);
+      if (auto it = sessions_.find(session_key); it != sessions_.end()) {
+        conversation = it->second.messages;
+        history_tokens = it->second.tokens;
+      }
+    }
+    conversation.push_back(req.messages.front());
+    req.messages = conversation;
+    const std::string text = engine::ChatTemplate::from_template_text(model.chat_template()).render(conversation, true);
+    prompt = model.tokenizer().encode(text, true);
+  } else if (endpoint == Endpoint::kChat) {
     const std::string text =
         engine::ChatTemplate::from_template_text(model.chat_template()).render(req.messages, true);
     prompt = model.tokenizer().encode(text, true);
@@ -190,6 +211,8 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
         model.config().context_length > prompt.size() ? model.config().context_length - prompt.size() : 1, 512));
   }
   gen->prompt_tokens = prompt.size();
+  gen->history_tokens = history_tokens;
+  gen->user = user;
   gen->created = now_seconds();
   const engine::RequestId id = service_.next_id();
   gen->id = (endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-") + std::to_string(id);
@@ -218,6 +241,22 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     ChoiceResult& c = gen->choices[i];
     gen->completion_tokens[i] = o.completion_tokens;
     const std::string finish = o.finish == engine::FinishReason::kNone ? "" : engine::to_string(o.finish);
+    if (rq.endpoint == Endpoint::kInteractive) {
+      c.text += o.text;
+      if (rq.stream) gen->sink->stream(interactive_chunk(o.text, o.completion_tokens, finish));
+      if (finish.empty()) return;
+      count(route_copy, 200);
+      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
+      if (rq.stream) {
+        gen->sink->end_stream();
+      } else {
+        gen->sink->respond(HttpResponse{200, "application/json",
+                                        interactive_body(c.text, o.completion_tokens, gen->prompt_tokens,
+                                                         gen->history_tokens, finish),
+                                        {}});
+      }
+      return;
+    }
     if (rq.stream) {
       if (!o.text.empty() || !finish.empty() || !gen->started[i]) {
         gen->sink->stream(stream_chunk(rq, gen->id, gen->created, o.index, o.text, !gen->started[i], finish));
@@ -245,7 +284,11 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
                                       {}});
     }
   };
-  if (streaming) sink->begin_stream(HttpResponse{200, "text/event-stream", "", {{"Cache-Control", "no-cache"}}});
+  if (streaming) {
+    sink->begin_stream(endpoint == Endpoint::kInteractive
+                           ? HttpResponse{200, "application/json", "", {}}  // LMDeploy: JSON objects, one per line
+                           : HttpResponse{200, "text/event-stream", "", {{"Cache-Control", "no-cache"}}});
+  }
   const SubmitResult submitted = service_.submit(id, user, std::move(prompt), req.params, on_output);
   // A refusal replaces the stream's headers, which are not sent before the first event.
   auto refuse = [&](HttpResponse r) {
@@ -271,6 +314,21 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     }
   }
   return 0;
+}
+
+void Api::end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
+                          const std::string& reply) {
+  if (request.session_id < 0) return;
+  std::lock_guard lock(sessions_mutex_);
+  const auto key = std::make_pair(user, request.session_id);
+  if (!request.interactive_mode) {  // the session ends with this request
+    sessions_.erase(key);
+    return;
+  }
+  ChatSession& session = sessions_[key];
+  session.messages = request.messages;
+  session.messages.push_back({"assistant", reply});
+  session.tokens = tokens;
 }
 
 std::string Api::reload_qos() {

@@ -71,10 +71,20 @@ class Api {
   engine::RequestId generate(const HttpRequest& request, const ApiKey& key, Endpoint endpoint, bool qos_route,
                              std::shared_ptr<ResponseSink> sink, const std::string& route);
   void count(const std::string& route, int status);
+  // Interactive sessions: record the finished turn (interactive_mode) or end the session.
+  void end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
+                       const std::string& reply);
 
   EngineService& service_;
   std::shared_ptr<const ApiKeyStore> keys_;
   ApiOptions options_;
+  // Interactive sessions: (user, session_id) → the conversation so far and its prompt length.
+  struct ChatSession {
+    std::vector<engine::ChatMessage> messages;
+    std::size_t tokens = 0;
+  };
+  std::mutex sessions_mutex_;
+  std::map<std::pair<std::string, std::int64_t>, ChatSession> sessions_;
   std::mutex watch_mutex_;
   std::filesystem::file_time_type qos_mtime_{};
   mutable std::mutex metrics_mutex_;

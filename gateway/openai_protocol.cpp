@@ -100,7 +100,19 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
   std::string_view text;
   if (obj["model"].get_string().get(text) == simdjson::SUCCESS) req.model = std::string(text);
 
-  if (endpoint == Endpoint::kChat) {
+  if (endpoint == Endpoint::kInteractive) {
+    if (obj["prompt"].get_string().get(text) != simdjson::SUCCESS) return bad("prompt", "'prompt' must be a string");
+    req.messages.push_back({"user", std::string(text)});
+    element sid;
+    if (obj["session_id"].get(sid) == simdjson::SUCCESS && sid.type() != element_type::NULL_VALUE) {
+      if (sid.type() != element_type::INT64 && sid.type() != element_type::UINT64) {
+        return bad("session_id", "'session_id' must be an integer (-1 for none)");
+      }
+      req.session_id = static_cast<std::int64_t>(number(sid));
+    }
+    bool interactive = false;
+    if (obj["interactive_mode"].get_bool().get(interactive) == simdjson::SUCCESS) req.interactive_mode = interactive;
+  } else if (endpoint == Endpoint::kChat) {
     element messages;
     if (obj["messages"].get(messages) != simdjson::SUCCESS) return bad("messages", "'messages' is required");
     if (qos_route && messages.get_string().get(text) == simdjson::SUCCESS) {
@@ -262,6 +274,19 @@ std::string stream_chunk(const GenerationRequest& req, const std::string& id, lo
   out += ", \"logprobs\": null, \"finish_reason\": " + (finish_reason.empty() ? std::string("null") : json_string(finish_reason)) +
          "}]}\n\n";
   return out;
+}
+
+std::string interactive_body(const std::string& text, std::size_t tokens, std::size_t input_tokens,
+                             std::size_t history_tokens, const std::string& finish_reason) {
+  return "{\"text\": " + json_string(text) + ", \"tokens\": " + std::to_string(tokens) +
+         ", \"input_tokens\": " + std::to_string(input_tokens) + ", \"history_tokens\": " +
+         std::to_string(history_tokens) + ", \"finish_reason\": " +
+         (finish_reason.empty() ? std::string("null") : json_string(finish_reason)) + "}";
+}
+
+std::string interactive_chunk(const std::string& text, std::size_t tokens, const std::string& finish_reason) {
+  return "{\"text\": " + json_string(text) + ", \"tokens\": " + std::to_string(tokens) + ", \"finish_reason\": " +
+         (finish_reason.empty() ? std::string("null") : json_string(finish_reason)) + "}\n";
 }
 
 std::string stream_usage_chunk(const GenerationRequest& req, const std::string& id, long created,

@@ -15,7 +15,8 @@
 
 namespace tiergate::gateway {
 
-enum class Endpoint { kChat, kCompletion };
+// kInteractive: LMDeploy's /v1/chat/interactive_qos (a prompt string, a session kept server-side).
+enum class Endpoint { kChat, kCompletion, kInteractive };
 
 struct ApiError {
   int status = 400;
@@ -37,6 +38,8 @@ struct GenerationRequest {
   bool include_usage = false;
   std::string user;  // "user" (OpenAI) or "user_id" (LMDeploy-QoS); may be empty
   bool max_tokens_given = false;
+  std::int64_t session_id = -1;  // kInteractive: -1 = no session
+  bool interactive_mode = false; // kInteractive: keep the turn in the session's history
 };
 
 // qos_route: the LMDeploy *_qos body (user_id, request_output_len, messages as a string, stop: false).
@@ -56,6 +59,11 @@ std::string completion_body(const GenerationRequest& req, const std::string& id,
 // One SSE event ("data: {...}\n\n") carrying a delta of one choice; finish_reason may be empty.
 std::string stream_chunk(const GenerationRequest& req, const std::string& id, long created, int index,
                          const std::string& text, bool first, const std::string& finish_reason);
+// LMDeploy's interactive answers: one JSON object, or (streaming) one JSON object per line.
+std::string interactive_body(const std::string& text, std::size_t tokens, std::size_t input_tokens,
+                             std::size_t history_tokens, const std::string& finish_reason);
+std::string interactive_chunk(const std::string& text, std::size_t tokens, const std::string& finish_reason);
+
 // The usage-only chunk of stream_options.include_usage.
 std::string stream_usage_chunk(const GenerationRequest& req, const std::string& id, long created,
                                std::size_t prompt_tokens, std::size_t completion_tokens);

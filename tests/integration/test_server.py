@@ -260,3 +260,21 @@ def test_keep_alive_serves_several_requests_on_one_connection(server):
         args += ["--next", "-sk", "-H", f"Authorization: Bearer {server['keys']['alice']}", server["url"] + "/v1/models"]
     out = subprocess.run(["curl", "-sk", server["url"] + "/health"] + args, check=True, capture_output=True, text=True).stdout
     assert out.count(MODEL.stem) == 3
+
+
+def test_interactive_qos_keeps_the_session_history(server):
+    def turn(prompt, interactive, stream=False):
+        body = {"prompt": prompt, "session_id": 7, "interactive_mode": interactive, "request_output_len": 8,
+                "temperature": 0, "user_id": "user_id4", "stop": False, "stream": stream}
+        status, text = curl(server, "/v1/chat/interactive_qos", key="saas", body=body)
+        assert status == 200, text
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    first = turn("My name is Ada.", True)[-1]
+    assert first["history_tokens"] == 0 and first["tokens"] <= 8
+    second = turn("What is my name?", True)[-1]
+    assert second["history_tokens"] == first["input_tokens"] + first["tokens"]
+    assert second["input_tokens"] > first["input_tokens"]
+    streamed = turn("Thanks.", False, stream=True)  # the last turn of the session
+    assert streamed[-1]["finish_reason"] in ("stop", "length")
+    assert "".join(s["text"] for s in streamed)
+    assert turn("Hello again.", False)[-1]["history_tokens"] == 0  # a new session
