@@ -40,6 +40,9 @@ struct Generation {
   std::shared_ptr<ResponseSink> sink;
   std::size_t history_tokens = 0;  // interactive: the session's prompt length before this turn
   std::string user;
+  std::chrono::steady_clock::time_point received;
+  std::vector<std::chrono::steady_clock::time_point> last_output;  // per choice
+  bool first_output_seen = false;
 };
 
 }  // namespace
@@ -220,6 +223,8 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
   gen->choices.resize(n);
   gen->started.assign(n, false);
   gen->completion_tokens.assign(n, 0);
+  gen->last_output.assign(n, {});
+  gen->received = std::chrono::steady_clock::now();
   gen->unfinished = static_cast<int>(n);
   gen->sink = sink;
   const bool streaming = req.stream;
@@ -239,6 +244,17 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     }
     const auto i = static_cast<std::size_t>(o.index);
     ChoiceResult& c = gen->choices[i];
+    const auto now = std::chrono::steady_clock::now();
+    if (!o.tokens.empty()) {
+      if (!gen->first_output_seen) {
+        gen->first_output_seen = true;
+        ttft_.observe(std::chrono::duration<double>(now - gen->received).count());
+      } else if (gen->completion_tokens[i] > 0) {
+        const double gap = std::chrono::duration<double>(now - gen->last_output[i]).count();
+        inter_token_.observe(gap / static_cast<double>(o.tokens.size()));
+      }
+      gen->last_output[i] = now;
+    }
     gen->completion_tokens[i] = o.completion_tokens;
     const std::string finish = o.finish == engine::FinishReason::kNone ? "" : engine::to_string(o.finish);
     if (rq.endpoint == Endpoint::kInteractive) {
@@ -374,6 +390,13 @@ std::string Api::metrics() const {
   out += "tiergate_kv_blocks{state=\"free\"} " + std::to_string(s.blocks.free_blocks) + "\n";
   out += "# HELP tiergate_preemptions_total Running requests preempted.\n# TYPE tiergate_preemptions_total counter\n";
   out += "tiergate_preemptions_total " + std::to_string(s.preemptions) + "\n";
+  out += "# HELP tiergate_time_to_first_token_seconds Request received to first token.\n"
+         "# TYPE tiergate_time_to_first_token_seconds histogram\n" +
+         ttft_.render("tiergate_time_to_first_token_seconds", "");
+  out += "# HELP tiergate_inter_token_seconds Time between successive tokens of a choice.\n"
+         "# TYPE tiergate_inter_token_seconds histogram\n" +
+         inter_token_.render("tiergate_inter_token_seconds", "");
+  out += service_.queue_wait_metrics();
   out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
   out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
   return out;

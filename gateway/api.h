@@ -15,6 +15,7 @@
 
 #include "gateway/api_keys.h"
 #include "gateway/engine_service.h"
+#include "gateway/histogram.h"
 #include "gateway/openai_protocol.h"
 
 namespace tiergate::gateway {
@@ -87,6 +88,8 @@ class Api {
   std::map<std::pair<std::string, std::int64_t>, ChatSession> sessions_;
   std::mutex watch_mutex_;
   std::filesystem::file_time_type qos_mtime_{};
+  Histogram ttft_;               // request received → first output
+  Histogram inter_token_;        // between successive outputs of one choice, per token
   mutable std::mutex metrics_mutex_;
   std::map<std::pair<std::string, int>, std::uint64_t> requests_;  // (route, status) → count
 };

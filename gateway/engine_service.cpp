@@ -8,12 +8,13 @@ namespace tiergate::gateway {
 // qos::AdmissionQueue as the engine's AdmissionSource.
 class EngineService::QosSource : public engine::AdmissionSource {
  public:
-  explicit QosSource(qos::AdmissionQueue& queue) : queue_(queue) {}
+  QosSource(qos::AdmissionQueue& queue, EngineService& service) : queue_(queue), service_(service) {}
 
   std::optional<engine::PulledRequest> pull(std::size_t limit) override {
     const auto admitted = queue_.next(qos::Clock::now(), static_cast<std::int64_t>(std::min<std::size_t>(
                                                              limit, static_cast<std::size_t>(qos::kNoTokenLimit))));
     if (!admitted) return std::nullopt;
+    service_.record_wait(admitted->group, std::chrono::duration<double>(admitted->waited).count());
     std::lock_guard lock(mutex_);
     users_[admitted->id] = admitted->user_id;
     return engine::PulledRequest{admitted->id, admitted->priority};
@@ -38,13 +39,14 @@ class EngineService::QosSource : public engine::AdmissionSource {
 
  private:
   qos::AdmissionQueue& queue_;
+  EngineService& service_;
   std::mutex mutex_;
   std::unordered_map<engine::RequestId, std::string> users_;
 };
 
 EngineService::EngineService(const engine::Model& model, engine::EngineConfig config,
                              std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens)
-    : model_(model), queue_(std::move(qos)), source_(std::make_unique<QosSource>(queue_)),
+    : model_(model), queue_(std::move(qos)), source_(std::make_unique<QosSource>(queue_, *this)),
       stand_in_tokens_(stand_in_tokens) {
   if (stand_in_tokens_ > 0) config.num_blocks = 1;  // no KV memory needed
   engine_ = std::make_unique<engine::Engine>(model, config, *source_,
@@ -113,6 +115,22 @@ void EngineService::cancel(engine::RequestId id) {
     pending_ = true;
   }
   wake_.notify_one();
+}
+
+void EngineService::record_wait(const std::string& group, double seconds) {
+  std::lock_guard lock(wait_mutex_);
+  auto& h = queue_wait_[group.empty() ? "fcfs" : group];
+  if (!h) h = std::make_unique<Histogram>();
+  h->observe(seconds);
+}
+
+std::string EngineService::queue_wait_metrics() const {
+  std::lock_guard lock(wait_mutex_);
+  std::string out =
+      "# HELP tiergate_queue_wait_seconds Time admitted requests waited in the QoS queue, by group.\n"
+      "# TYPE tiergate_queue_wait_seconds histogram\n";
+  for (const auto& [group, h] : queue_wait_) out += h->render("tiergate_queue_wait_seconds", "group=\"" + group + "\"");
+  return out;
 }
 
 engine::EngineStats EngineService::stats() const {

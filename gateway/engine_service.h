@@ -7,12 +7,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
 #include "engine/engine.h"
+#include "gateway/histogram.h"
 #include "engine/model.h"
 #include "qos/admission_queue.h"
 
@@ -44,6 +46,8 @@ class EngineService {
   void reload(std::shared_ptr<const qos::Config> config) { queue_.reload(std::move(config)); }
 
   qos::AdmissionQueue& queue() { return queue_; }
+  // Seconds each admitted request waited in the QoS queue, by group name.
+  std::string queue_wait_metrics() const;
   engine::EngineStats stats() const;
   const engine::Model& model() const { return model_; }
   std::size_t max_request_tokens() const { return engine_->max_request_tokens(); }
@@ -53,6 +57,7 @@ class EngineService {
   class QosSource;
   void run();
   bool stand_in_step();
+  void record_wait(const std::string& group, double seconds);
   void deliver(engine::RequestOutput&& output);
 
   const engine::Model& model_;
@@ -75,6 +80,8 @@ class EngineService {
   std::atomic<engine::RequestId> next_id_{1};
   mutable std::mutex stats_mutex_;
   engine::EngineStats stats_;
+  mutable std::mutex wait_mutex_;
+  std::map<std::string, std::unique_ptr<Histogram>> queue_wait_;  // by group
   std::thread thread_;
 };
 

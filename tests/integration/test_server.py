@@ -147,6 +147,10 @@ def test_health_and_metrics(server):
     assert curl(server, "/health") == (200, '{"status": "ok"}')
     status, text = curl(server, "/metrics")
     assert status == 200 and "tiergate_requests_total" in text and 'tiergate_kv_blocks{state="active"}' in text
+    # The generations of the earlier tests show up in the latency histograms.
+    assert int(re.search(r"tiergate_time_to_first_token_seconds_count (\d+)", text).group(1)) > 0
+    assert int(re.search(r"tiergate_inter_token_seconds_count (\d+)", text).group(1)) > 0
+    assert re.search(r'tiergate_queue_wait_seconds_count\{group="Gold"\} [1-9]', text)
 
 
 def test_auth_is_required_and_checked(server):
