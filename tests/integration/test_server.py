@@ -282,3 +282,21 @@ def test_interactive_qos_keeps_the_session_history(server):
     assert streamed[-1]["finish_reason"] in ("stop", "length")
     assert "".join(s["text"] for s in streamed)
     assert turn("Hello again.", False)[-1]["history_tokens"] == 0  # a new session
+
+
+def test_readme_examples_run(server):
+    """The curl examples of README.md's Serving section, run as written against this server."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Serving", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^curl .*?(?<!\\)$", section.replace("\\\n", " "), flags=re.M)
+    assert len(commands) >= 3
+    port = server["url"].rsplit(":", 1)[1]
+    env = dict(os.environ, KEY=server["keys"]["alice"], SAAS_KEY=server["keys"]["saas"])
+    for command in commands:
+        command = command.replace("127.0.0.1:8443", "127.0.0.1:" + port)
+        out = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, command
+        body, _, status = out.stdout.rpartition("\n")
+        assert status == "200", (command, body)
+        assert '"choices"' in body or "data: " in body, body
