@@ -54,7 +54,10 @@ EngineService::EngineService(const engine::Model& model, engine::EngineConfig co
   thread_ = std::thread([this] { run(); });
 }
 
-EngineService::~EngineService() {
+EngineService::~EngineService() { shutdown(); }
+
+void EngineService::shutdown() {
+  if (!thread_.joinable()) return;
   stop_ = true;
   {
     std::lock_guard lock(wake_mutex_);
@@ -62,6 +65,11 @@ EngineService::~EngineService() {
   }
   wake_.notify_all();
   thread_.join();
+  std::unordered_map<engine::RequestId, Pending> dropped;
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    dropped.swap(callbacks_);
+  }
 }
 
 SubmitResult EngineService::submit(engine::RequestId id, const std::string& user, std::vector<engine::TokenId> prompt,

@@ -38,7 +38,11 @@ class EngineService {
   // fixed token at no cost (for measuring the gateway alone, QoS queue and hand-offs included).
   EngineService(const engine::Model& model, engine::EngineConfig config, std::shared_ptr<const qos::Config> qos,
                 std::size_t stand_in_tokens = 0);
-  ~EngineService();  // stops the engine thread; requests in flight are cancelled
+  ~EngineService();  // shutdown()
+
+  // Stops the engine thread and drops every pending callback (and what they hold: the HTTP
+  // sessions), so the server can be torn down after it. Idempotent.
+  void shutdown();
 
   SubmitResult submit(engine::RequestId id, const std::string& user, std::vector<engine::TokenId> prompt,
                       const engine::SamplingParams& params, OutputCallback on_output);

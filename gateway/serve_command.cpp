@@ -123,6 +123,7 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
           << options.host << ":" << port << "\n"
           << std::flush;
     });
+    service.shutdown();  // before the server and the API go: engine callbacks reach both
     out << "tiergate: stopped\n";
     return 0;
   } catch (const CliError& e) {
