@@ -155,7 +155,7 @@ RC_GTEST_PROP(BlockManagerProperty, AccountingCopyOnWriteAndPrefixHits, ()) {
     const int op = *rc::gen::inRange(0, 6);
     if (op <= 1 || seqs.empty()) {
       const auto& base = prefixes[*rc::gen::inRange<std::size_t>(0, prefixes.size())];
-      std::vector<TokenId> prompt(base.begin(), base.begin() + *rc::gen::inRange<long>(1, 41));
+      std::vector<TokenId> prompt(base.begin(), base.begin() + *rc::gen::inRange<long>(1, static_cast<long>(base.size()) + 1));
       const auto extra = *rc::gen::inRange(0, 6);
       for (int i = 0; i < extra; ++i) prompt.push_back(*rc::gen::inRange(1000, 1004));
       const SequenceId s = next_seq++;
