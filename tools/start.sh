@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds tiergate and starts it. The HTTPS server arrives with the gateway issue; until then this
-# checks the shipped QoS config the way the server will load it and replays the sample workloads
-# through the admission queue in the QoS simulator, side by side with FCFS and LMDeploy's policy.
+# Builds tiergate, fetches the embedded default model, checks the QoS config and starts the HTTPS
+# server on https://127.0.0.1:8443 (extra arguments go to `tiergate serve`, e.g. --port 9000).
+# On the first run it creates an admin API key, prints it once and stores only its hash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/build.sh release
-./build/release/gateway/tiergate qos check config/qos_config.json
-for workload in tools/workloads/*.jsonl; do
-  echo
-  ./build/release/tools/qos_sim/qos-sim --config config/qos_config.json --workload "$workload"
-done
+bash tools/build.sh release >/dev/null
+model=$(bash tools/fetch_model.sh)
+./build/release/gateway/tiergate qos check config/qos_config.json >/dev/null
+if [ ! -s state/api_keys.json ]; then
+  key=$(./build/release/gateway/tiergate keys add --all-users --admin --name first-admin 2>/dev/null)
+  echo "tiergate: first run: admin API key (shown once, stored hashed in state/api_keys.json): $key"
+fi
+exec ./build/release/gateway/tiergate serve "$model" "$@"
