@@ -63,28 +63,18 @@ void rows_q4_1(const BlockQ4_1* w, const BlockQ8_1* const* a, std::size_t ntok, 
   for (std::size_t t = 0; t < ntok; ++t) out[t] = hsum(acc[t]) + mins[t];
 }
 
-void rows_q8_0(const BlockQ8_0* w, const BlockQ8_0* const* a, std::size_t ntok, std::size_t nb, float* out) {
-  __m256 acc[kTokensPerPass];
-  for (std::size_t t = 0; t < ntok; ++t) acc[t] = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
-    const float wd = h2f(w[i].d);
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
-    const __m256i ax = _mm256_sign_epi8(qx, qx);
-    for (std::size_t t = 0; t < ntok; ++t) {
-      const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][i].qs));
-      const __m256 p = _mm256_cvtepi32_ps(dot_u8s8(ax, _mm256_sign_epi8(qy, qx)));
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(a[t][i].d)), p, acc[t]);
-    }
-  }
-  for (std::size_t t = 0; t < ntok; ++t) out[t] = hsum(acc[t]);
-}
+// The 32 signed weights of a block: Q8_0 as stored, Q4_0 as nibbles minus 8.
+__m256i signed_weights(const BlockQ8_0& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
+__m256i signed_weights(const BlockQ4_0& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
 
-void rows_q4_0(const BlockQ4_0* w, const BlockQ8_0* const* a, std::size_t ntok, std::size_t nb, float* out) {
+// Signed weight blocks (Q8_0, Q4_0) against Q8_0 activations.
+template <typename Block>
+void rows_signed(const Block* w, const BlockQ8_0* const* a, std::size_t ntok, std::size_t nb, float* out) {
   __m256 acc[kTokensPerPass];
   for (std::size_t t = 0; t < ntok; ++t) acc[t] = _mm256_setzero_ps();
   for (std::size_t i = 0; i < nb; ++i) {
     const float wd = h2f(w[i].d);
-    const __m256i qx = _mm256_sub_epi8(unpack_nibbles(w[i].qs), _mm256_set1_epi8(8));
+    const __m256i qx = signed_weights(w[i]);
     const __m256i ax = _mm256_sign_epi8(qx, qx);
     for (std::size_t t = 0; t < ntok; ++t) {
       const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][i].qs));
@@ -223,10 +213,10 @@ void row_times_tokens(DType type, const std::byte* w, const std::byte* const* ac
       rows_q4_1(reinterpret_cast<const BlockQ4_1*>(w), reinterpret_cast<const BlockQ8_1* const*>(act), ntok, nb, out);
       return;
     case DType::kQ8_0:
-      rows_q8_0(reinterpret_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(act), ntok, nb, out);
+      rows_signed(reinterpret_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(act), ntok, nb, out);
       return;
     case DType::kQ4_0:
-      rows_q4_0(reinterpret_cast<const BlockQ4_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(act), ntok, nb, out);
+      rows_signed(reinterpret_cast<const BlockQ4_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(act), ntok, nb, out);
       return;
     default:
       break;
