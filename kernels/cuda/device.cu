@@ -1,0 +1,91 @@
+#include "kernels/cuda/device.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace tiergate::kernels::cuda {
+
+void check_cuda(int code, const char* expr, const char* file, int line) {
+  if (code == cudaSuccess) return;
+  std::fprintf(stderr, "%s:%d: CUDA call failed: %s: %s\n", file, line, expr,
+               cudaGetErrorString(static_cast<cudaError_t>(code)));
+  std::abort();
+}
+
+bool device_available(std::string* why) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    if (why) *why = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
+    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    return false;
+  }
+  if (count == 0) {
+    if (why) *why = "no CUDA device on this machine";
+    return false;
+  }
+  return true;
+}
+
+DeviceInfo device_info() {
+  DeviceInfo info;
+  int device = 0;
+  TG_CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop{};
+  TG_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  info.name = prop.name;
+  info.sm_count = prop.multiProcessorCount;
+  info.major = prop.major;
+  info.minor = prop.minor;
+  TG_CUDA_CHECK(cudaMemGetInfo(&info.free_memory, &info.total_memory));
+  return info;
+}
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
+  if (bytes > 0) TG_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+void DeviceBuffer::upload(const void* host, std::size_t bytes, std::size_t offset) {
+  if (offset + bytes > bytes_) check_cuda(cudaErrorInvalidValue, "upload past end", __FILE__, __LINE__);
+  TG_CUDA_CHECK(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, bytes, cudaMemcpyHostToDevice));
+}
+
+void DeviceBuffer::download(void* host, std::size_t bytes, std::size_t offset) const {
+  if (offset + bytes > bytes_) check_cuda(cudaErrorInvalidValue, "download past end", __FILE__, __LINE__);
+  TG_CUDA_CHECK(cudaMemcpy(host, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost));
+}
+
+void DeviceBuffer::zero() {
+  if (ptr_) TG_CUDA_CHECK(cudaMemset(ptr_, 0, bytes_));
+}
+
+Stream::Stream() {
+  cudaStream_t s = nullptr;
+  TG_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  stream_ = s;
+}
+
+Stream::~Stream() {
+  if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void Stream::synchronize() const {
+  TG_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+}
+
+}  // namespace tiergate::kernels::cuda

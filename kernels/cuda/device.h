@@ -1,0 +1,83 @@
+// CUDA device basics shared by every kernel in kernels/cuda: status reporting, availability,
+// and RAII owners of device memory and streams. Plain C++ header (no CUDA headers), so the engine
+// and tests compile as C++ and only kernels/cuda/*.cu see the toolkit.
+//
+// Launchers return a Status (the data path never throws); TG_CUDA_CHECK aborts on a broken
+// invariant (a failed launch of a kernel we validated is a bug). DeviceBuffer/Stream are movable,
+// non-copyable owners; any thread may use them with the device it was created on.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+namespace tiergate::kernels::cuda {
+
+// Outcome of a launcher. ok() or a message naming what was wrong (unsupported shape, CUDA error).
+struct Status {
+  std::string error;
+  bool ok() const { return error.empty(); }
+  static Status success() { return {}; }
+  static Status failure(std::string message) { return {std::move(message)}; }
+};
+
+// Whether a CUDA device is usable here; when not, `why` says why (no driver, no device, ...).
+bool device_available(std::string* why = nullptr);
+
+// Device name, SM count and memory; valid only when device_available().
+struct DeviceInfo {
+  std::string name;
+  int sm_count = 0;
+  int major = 0, minor = 0;
+  std::size_t total_memory = 0;
+  std::size_t free_memory = 0;
+};
+DeviceInfo device_info();
+
+// Aborts with file:line and CUDA's message when `code` (a cudaError_t as int) is not success.
+void check_cuda(int code, const char* expr, const char* file, int line);
+#define TG_CUDA_CHECK(expr) ::tiergate::kernels::cuda::check_cuda(static_cast<int>(expr), #expr, __FILE__, __LINE__)
+
+// Owns `bytes` of device memory (cudaMalloc), freed on destruction.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  std::size_t bytes() const { return bytes_; }
+
+  void upload(const void* host, std::size_t bytes, std::size_t offset = 0);
+  void download(void* host, std::size_t bytes, std::size_t offset = 0) const;
+  void zero();
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// Owns a non-blocking CUDA stream. `handle()` is a cudaStream_t as void*.
+class Stream {
+ public:
+  Stream();
+  ~Stream();
+  Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
+  Stream& operator=(Stream&&) = delete;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  void* handle() const { return stream_; }
+  void synchronize() const;
+
+ private:
+  void* stream_ = nullptr;
+};
+
+}  // namespace tiergate::kernels::cuda
