@@ -48,7 +48,7 @@ struct Generation {
 }  // namespace
 
 Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options)
-    : service_(service), keys_(std::move(keys)), options_(std::move(options)) {
+    : service_(service), keys_(std::move(keys)), options_(std::move(options)), sessions_(options_.sessions) {
   std::error_code ec;
   qos_mtime_ = std::filesystem::last_write_time(options_.qos_config_path, ec);
 }
@@ -192,10 +192,9 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     // The session's conversation so far, then this turn (its blocks are in the prefix cache).
     std::vector<engine::ChatMessage> conversation;
     if (req.session_id >= 0) {
-      std::lock_guard lock(sessions_mutex_);
-      if (auto it = sessions_.find(session_key); it != sessions_.end()) {
-        conversation = it->second.messages;
-        history_tokens = it->second.tokens;
+      if (auto so_far = sessions_.find(session_key)) {
+        conversation = std::move(so_far->messages);
+        history_tokens = so_far->tokens;
       }
     }
     conversation.push_back(req.messages.front());
@@ -335,16 +334,14 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
 void Api::end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
                           const std::string& reply) {
   if (request.session_id < 0) return;
-  std::lock_guard lock(sessions_mutex_);
   const auto key = std::make_pair(user, request.session_id);
   if (!request.interactive_mode) {  // the session ends with this request
     sessions_.erase(key);
     return;
   }
-  ChatSession& session = sessions_[key];
-  session.messages = request.messages;
-  session.messages.push_back({"assistant", reply});
-  session.tokens = tokens;
+  ChatSessions::Conversation conversation{request.messages, tokens};
+  conversation.messages.push_back({"assistant", reply});
+  sessions_.store(key, std::move(conversation));
 }
 
 std::string Api::reload_qos() {
@@ -390,6 +387,12 @@ std::string Api::metrics() const {
   out += "tiergate_kv_blocks{state=\"free\"} " + std::to_string(s.blocks.free_blocks) + "\n";
   out += "# HELP tiergate_preemptions_total Running requests preempted.\n# TYPE tiergate_preemptions_total counter\n";
   out += "tiergate_preemptions_total " + std::to_string(s.preemptions) + "\n";
+  out += "# HELP tiergate_interactive_sessions Interactive sessions holding a conversation.\n"
+         "# TYPE tiergate_interactive_sessions gauge\n";
+  out += "tiergate_interactive_sessions " + std::to_string(sessions_.size()) + "\n";
+  out += "# HELP tiergate_interactive_sessions_expired_total Sessions forgotten (idle TTL or session cap).\n"
+         "# TYPE tiergate_interactive_sessions_expired_total counter\n";
+  out += "tiergate_interactive_sessions_expired_total " + std::to_string(sessions_.expired()) + "\n";
   out += "# HELP tiergate_time_to_first_token_seconds Request received to first token.\n"
          "# TYPE tiergate_time_to_first_token_seconds histogram\n" +
          ttft_.render("tiergate_time_to_first_token_seconds", "");

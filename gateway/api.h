@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gateway/api_keys.h"
+#include "gateway/chat_sessions.h"
 #include "gateway/engine_service.h"
 #include "gateway/histogram.h"
 #include "gateway/openai_protocol.h"
@@ -49,6 +50,7 @@ class ResponseSink {
 struct ApiOptions {
   std::string model_name;
   std::string qos_config_path;
+  ChatSessions::Limits sessions;
 };
 
 class Api {
@@ -79,13 +81,7 @@ class Api {
   EngineService& service_;
   std::shared_ptr<const ApiKeyStore> keys_;
   ApiOptions options_;
-  // Interactive sessions: (user, session_id) → the conversation so far and its prompt length.
-  struct ChatSession {
-    std::vector<engine::ChatMessage> messages;
-    std::size_t tokens = 0;
-  };
-  std::mutex sessions_mutex_;
-  std::map<std::pair<std::string, std::int64_t>, ChatSession> sessions_;
+  ChatSessions sessions_;  // interactive_qos conversations, bounded by options_.sessions
   std::mutex watch_mutex_;
   std::filesystem::file_time_type qos_mtime_{};
   Histogram ttft_;               // request received → first output

@@ -100,9 +100,9 @@ int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, st
   try {
     const CliArgs a(args, {"--model", "--batch", "--prompt-tokens", "--gen-tokens", "--threads"}, {"--json"});
     const auto model = engine::Model::load(a.get("--model", default_model_path()));
-    const auto prompt_tokens = static_cast<std::size_t>(a.integer("--prompt-tokens", 128));
-    const auto gen_tokens = static_cast<std::size_t>(a.integer("--gen-tokens", 64));
-    const auto threads = static_cast<std::size_t>(a.integer("--threads", 0));
+    const auto prompt_tokens = a.count("--prompt-tokens", 128);
+    const auto gen_tokens = a.count("--gen-tokens", 64);
+    const auto threads = a.count("--threads", 0);
     if (prompt_tokens < 1 || gen_tokens < 2) throw CliError("--prompt-tokens must be >= 1 and --gen-tokens >= 2");
     std::vector<std::size_t> batches;
     std::stringstream list(a.get("--batch", "1,4,16,64"));

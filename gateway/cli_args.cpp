@@ -62,4 +62,11 @@ long long CliArgs::integer(const std::string& flag, long long fallback) const {
   return n;
 }
 
+std::size_t CliArgs::count(const std::string& flag, std::size_t fallback) const {
+  if (!has(flag)) return fallback;
+  const long long n = integer(flag, 0);
+  if (n < 0) throw CliError(flag + " must be 0 or more, got " + std::to_string(n));
+  return static_cast<std::size_t>(n);
+}
+
 }  // namespace tiergate::gateway

@@ -2,6 +2,7 @@
 // checked against what the command accepts, with errors that name the flag.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <set>
@@ -27,6 +28,7 @@ class CliArgs {
   std::vector<std::string> all(const std::string& flag) const;  // repeated flags
   double number(const std::string& flag, double fallback) const;
   long long integer(const std::string& flag, long long fallback) const;
+  std::size_t count(const std::string& flag, std::size_t fallback) const;  // integer >= 0
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:

@@ -55,7 +55,7 @@ int run_generate(const std::vector<std::string>& args, std::ostream& out, std::o
       return 2;
     }
     engine::EngineConfig config;
-    config.threads = static_cast<std::size_t>(a.integer("--threads", 0));
+    config.threads = a.count("--threads", 0);
     config.num_blocks = (tokens.size() + static_cast<std::size_t>(p.max_tokens)) * static_cast<std::size_t>(p.n) /
                             config.block_size + 2 * static_cast<std::size_t>(p.n) + 2;
     engine::FifoAdmission fifo;

@@ -26,7 +26,8 @@ constexpr const char* kServeUsage =
     "usage: tiergate serve [MODEL.gguf] [--host 127.0.0.1] [--port 8443] [--qos-config-path config/qos_config.json]\n"
     "       [--api-keys-path state/api_keys.json] [--ssl-certfile F --ssl-keyfile F] [--insecure-http]\n"
     "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
-    "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n";
+    "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n"
+    "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)]\n";
 
 template <typename T, void (*Free)(T*)>
 struct Deleter {
@@ -77,7 +78,8 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     const CliArgs a(args,
                     {"--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
                      "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs",
-                     "--max-num-batched-tokens", "--threads", "--http-threads", "--model", "--stand-in-engine"},
+                     "--max-num-batched-tokens", "--threads", "--http-threads", "--model", "--stand-in-engine",
+                     "--session-ttl", "--max-sessions"},
                     {"--insecure-http"});
     const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
     const std::string state_dir = a.get("--state-dir", "state");
@@ -92,9 +94,11 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     }
     ServerOptions options;
     options.host = a.get("--host", "127.0.0.1");
-    options.port = static_cast<std::uint16_t>(a.integer("--port", 8443));
+    const std::size_t port_flag = a.count("--port", 8443);
+    if (port_flag > 65535) throw CliError("--port must be 0..65535, got " + std::to_string(port_flag));
+    options.port = static_cast<std::uint16_t>(port_flag);
     options.tls = !a.has("--insecure-http");
-    options.threads = static_cast<std::size_t>(a.integer("--http-threads", 2));
+    options.threads = a.count("--http-threads", 2);
     if (options.tls) {
       options.cert_file = a.get("--ssl-certfile", state_dir + "/tls/cert.pem");
       options.key_file = a.get("--ssl-keyfile", state_dir + "/tls/key.pem");
@@ -106,16 +110,19 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     }
     const auto model = engine::Model::load(model_path);
     engine::EngineConfig config;
-    config.threads = static_cast<std::size_t>(a.integer("--threads", 0));
-    config.max_running = static_cast<std::size_t>(a.integer("--max-num-seqs", 64));
-    config.token_budget = static_cast<std::size_t>(a.integer("--max-num-batched-tokens", 512));
-    config.num_blocks = static_cast<std::size_t>(a.integer("--kv-cache-blocks", 2048));
-    const auto stand_in = static_cast<std::size_t>(a.integer("--stand-in-engine", 0));
+    config.threads = a.count("--threads", 0);
+    config.max_running = a.count("--max-num-seqs", 64);
+    config.token_budget = a.count("--max-num-batched-tokens", 512);
+    config.num_blocks = a.count("--kv-cache-blocks", 2048);
+    const auto stand_in = a.count("--stand-in-engine", 0);
     if (stand_in > 0) err << "tiergate: stand-in engine: every request gets " << stand_in << " fixed tokens\n";
     EngineService service(*model, config, qos_config, stand_in);
     // Like vLLM, the model is named after what was loaded unless told otherwise.
     const std::string served = a.get("--served-model-name", std::filesystem::path(model_path).stem().string());
-    Api api(service, keys, ApiOptions{served, qos_path});
+    ApiOptions api_options{served, qos_path, {}};
+    api_options.sessions.idle_ttl = std::chrono::seconds(a.count("--session-ttl", 1800));
+    api_options.sessions.max_sessions = a.count("--max-sessions", 10000);
+    Api api(service, keys, api_options);
     HttpServer server(options, api);
     err << qos::summarize(*qos_config);
     server.run([&](std::uint16_t port) {

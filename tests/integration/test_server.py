@@ -27,6 +27,9 @@ def keys_add(state, *args):
     return out.stdout.strip()
 
 
+SESSION_TTL_S = 5  # short, so the expiry test need not wait long
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not MODEL.exists():
@@ -40,7 +43,8 @@ def server(tmp_path_factory):
         "admin": keys_add(state, "--all-users", "--admin"),
     }
     proc = subprocess.Popen([str(BINARY), "serve", str(MODEL), "--port", "0", "--state-dir", str(state),
-                             "--qos-config-path", str(qos), "--kv-cache-blocks", "256", "--threads", "2"],
+                             "--qos-config-path", str(qos), "--kv-cache-blocks", "256", "--threads", "2",
+                             "--session-ttl", str(SESSION_TTL_S)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     match = re.search(r"https://127\.0\.0\.1:(\d+)", line)
@@ -282,6 +286,29 @@ def test_interactive_qos_keeps_the_session_history(server):
     assert streamed[-1]["finish_reason"] in ("stop", "length")
     assert "".join(s["text"] for s in streamed)
     assert turn("Hello again.", False)[-1]["history_tokens"] == 0  # a new session
+
+
+def metric(server, name):
+    _, text = curl(server, "/metrics")
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(values) == 1, f"{name} not in /metrics"
+    return values[0]
+
+
+def test_idle_interactive_sessions_expire(server):
+    def turn(prompt):
+        body = {"prompt": prompt, "session_id": 8, "interactive_mode": True, "request_output_len": 4,
+                "temperature": 0, "user_id": "user_id4"}
+        status, text = curl(server, "/v1/chat/interactive_qos", key="saas", body=body)
+        assert status == 200, text
+        return json.loads(text.splitlines()[-1])
+    turn("Remember the number 42.")
+    assert metric(server, "tiergate_interactive_sessions") >= 1
+    assert turn("Which number?")["history_tokens"] > 0
+    expired_before = metric(server, "tiergate_interactive_sessions_expired_total")
+    time.sleep(SESSION_TTL_S + 1.5)
+    assert turn("Which number now?")["history_tokens"] == 0  # forgotten: it starts afresh
+    assert metric(server, "tiergate_interactive_sessions_expired_total") >= expired_before + 1
 
 
 def test_readme_examples_run(server):

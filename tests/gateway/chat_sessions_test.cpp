@@ -1,0 +1,126 @@
+#include "gateway/chat_sessions.h"
+
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+namespace tiergate::gateway {
+namespace {
+
+using Clock = ChatSessions::Clock;
+using namespace std::chrono_literals;
+
+ChatSessions::Conversation turn(const std::string& text, std::size_t tokens) {
+  return {{{"user", text}, {"assistant", "re: " + text}}, tokens};
+}
+
+TEST(ChatSessions, KeepsTheConversationPerUserAndSession) {
+  ChatSessions sessions({});
+  const auto t0 = Clock::now();
+  sessions.store({"alice", 1}, turn("hi", 10), t0);
+  sessions.store({"bob", 1}, turn("yo", 7), t0);
+  const auto alice = sessions.find({"alice", 1}, t0 + 1s);
+  ASSERT_TRUE(alice);
+  EXPECT_EQ(alice->messages.front().content, "hi");
+  EXPECT_EQ(alice->tokens, 10u);
+  EXPECT_EQ(sessions.find({"bob", 1}, t0 + 1s)->tokens, 7u);
+  EXPECT_FALSE(sessions.find({"alice", 2}, t0 + 1s));
+  sessions.erase({"alice", 1});
+  EXPECT_FALSE(sessions.find({"alice", 1}, t0 + 2s));
+  EXPECT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions.expired(), 0u);  // ended on request, not expired
+}
+
+TEST(ChatSessions, ForgetsSessionsIdleLongerThanTheTtl) {
+  ChatSessions sessions({.idle_ttl = 60s, .max_sessions = 100});
+  const auto t0 = Clock::now();
+  sessions.store({"alice", 1}, turn("hi", 10), t0);
+  sessions.store({"bob", 1}, turn("yo", 7), t0);
+  EXPECT_TRUE(sessions.find({"alice", 1}, t0 + 50s));  // a look keeps a session alive
+  EXPECT_TRUE(sessions.find({"alice", 1}, t0 + 100s));
+  EXPECT_FALSE(sessions.find({"bob", 1}, t0 + 100s));
+  EXPECT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions.expired(), 1u);
+}
+
+TEST(ChatSessions, BeyondTheCapTheLeastRecentlyUsedGoes) {
+  ChatSessions sessions({.idle_ttl = 3600s, .max_sessions = 2});
+  const auto t0 = Clock::now();
+  sessions.store({"a", 1}, turn("1", 1), t0);
+  sessions.store({"b", 1}, turn("2", 2), t0 + 1s);
+  ASSERT_TRUE(sessions.find({"a", 1}, t0 + 2s));  // b is now the least recently used
+  sessions.store({"c", 1}, turn("3", 3), t0 + 3s);
+  EXPECT_TRUE(sessions.find({"a", 1}, t0 + 4s));
+  EXPECT_FALSE(sessions.find({"b", 1}, t0 + 4s));
+  EXPECT_TRUE(sessions.find({"c", 1}, t0 + 4s));
+  EXPECT_EQ(sessions.size(), 2u);
+  sessions.store({"a", 1}, turn("1 again", 5), t0 + 5s);  // an update takes no new room
+  EXPECT_EQ(sessions.size(), 2u);
+  EXPECT_EQ(sessions.expired(), 1u);
+}
+
+TEST(ChatSessions, ACapOfZeroKeepsNothing) {
+  ChatSessions sessions({.idle_ttl = 60s, .max_sessions = 0});
+  sessions.store({"a", 1}, turn("1", 1));
+  EXPECT_EQ(sessions.size(), 0u);
+  EXPECT_FALSE(sessions.find({"a", 1}));
+}
+
+// Against a plain model (a map with last-use times; eviction picks the oldest last use): any
+// sequence of stores, finds, erases and clock advances gives the same answers, the store never
+// holds more than the cap, and nothing idle past the TTL is ever returned.
+RC_GTEST_PROP(ChatSessions, BehavesLikeAnLruMapWithIdleExpiry, ()) {
+  const auto ttl = std::chrono::seconds(*rc::gen::inRange(1, 50));
+  const auto cap = static_cast<std::size_t>(*rc::gen::inRange(1, 6));
+  ChatSessions sessions({.idle_ttl = ttl, .max_sessions = cap});
+  struct ModelEntry {
+    std::size_t tokens;
+    Clock::time_point last_used;
+    std::uint64_t order;  // breaks ties between equal times: later touch = more recent
+  };
+  std::map<ChatSessions::Key, ModelEntry> model;
+  std::uint64_t order = 0;
+  auto now = Clock::now();
+  const auto expire = [&] {
+    std::erase_if(model, [&](const auto& kv) { return now - kv.second.last_used > ttl; });
+  };
+  const int steps = *rc::gen::inRange(1, 200);
+  for (int i = 0; i < steps; ++i) {
+    now += std::chrono::seconds(*rc::gen::inRange(0, 20));
+    const ChatSessions::Key key{std::string(1, static_cast<char>('a' + *rc::gen::inRange(0, 4))),
+                                *rc::gen::inRange(0, 3)};
+    const int op = *rc::gen::inRange(0, 3);
+    expire();
+    if (op == 0) {
+      const auto tokens = static_cast<std::size_t>(*rc::gen::inRange(0, 1000));
+      sessions.store(key, turn("t", tokens), now);
+      if (!model.count(key)) {
+        while (model.size() >= cap) {
+          model.erase(std::min_element(model.begin(), model.end(), [](const auto& x, const auto& y) {
+                        return x.second.order < y.second.order;
+                      })->first);
+        }
+      }
+      model[key] = {tokens, now, ++order};
+    } else if (op == 1) {
+      const auto got = sessions.find(key, now);
+      const auto it = model.find(key);
+      RC_ASSERT(got.has_value() == (it != model.end()));
+      if (got) {
+        RC_ASSERT(got->tokens == it->second.tokens);
+        RC_ASSERT(now - it->second.last_used <= ttl);
+        it->second = {it->second.tokens, now, ++order};
+      }
+    } else {
+      sessions.erase(key);
+      model.erase(key);
+    }
+    RC_ASSERT(sessions.size() <= cap);
+  }
+}
+
+}  // namespace
+}  // namespace tiergate::gateway
