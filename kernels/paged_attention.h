@@ -17,7 +17,7 @@ namespace tiergate::kernels {
 struct PagedKv {
   void* k = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] in dtype
   void* v = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] in dtype
-  DType dtype = DType::kF16;  // F32 or F16 on the CPU; F16 or BF16 on the GPU
+  DType dtype = DType::kF16;  // F32, F16 or BF16 on the CPU; F16 or BF16 on the GPU
   std::size_t num_blocks = 0;
   std::size_t block_size = 0;
   std::size_t num_kv_heads = 0;

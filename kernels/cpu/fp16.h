@@ -1,13 +1,17 @@
 // IEEE half and bfloat16 conversions (scalar, exact, round-to-nearest-even). SIMD conversions
 // live inside the kernels' .cpp files so that this header means the same in every translation unit.
+// The CUDA kernels call the same functions (TG_HOST_DEVICE), so GPU and CPU write the same bits,
+// NaN encodings included (CUDA's own intrinsics encode NaN differently).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/host_device.h"
+
 namespace tiergate::kernels {
 
-inline float half_to_float(std::uint16_t h) {
+TG_HOST_DEVICE inline float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
   std::uint32_t exp = (h >> 10) & 0x1F;
   std::uint32_t mant = h & 0x3FF;
@@ -33,7 +37,7 @@ inline float half_to_float(std::uint16_t h) {
   return f;
 }
 
-inline std::uint16_t float_to_half(float f) {
+TG_HOST_DEVICE inline std::uint16_t float_to_half(float f) {
   std::uint32_t x;
   std::memcpy(&x, &f, 4);
   const std::uint32_t sign = (x >> 16) & 0x8000;
@@ -57,14 +61,14 @@ inline std::uint16_t float_to_half(float f) {
   return static_cast<std::uint16_t>(sign | half);
 }
 
-inline float bf16_to_float(std::uint16_t h) {
+TG_HOST_DEVICE inline float bf16_to_float(std::uint16_t h) {
   const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
 }
 
-inline std::uint16_t float_to_bf16(float f) {
+TG_HOST_DEVICE inline std::uint16_t float_to_bf16(float f) {
   std::uint32_t x;
   std::memcpy(&x, &f, 4);
   if ((x & 0x7FFFFFFF) > 0x7F800000) return static_cast<std::uint16_t>((x >> 16) | 0x40);  // quiet NaN

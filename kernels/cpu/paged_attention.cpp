@@ -23,11 +23,16 @@ std::size_t slot_offset(const PagedKv& kv, const TokenLayout& layout, std::size_
          kv.head_dim;
 }
 
-// One key or value row as floats: F32 rows are used in place, F16 rows are widened into `buffer`.
+// One key or value row as floats: F32 rows are used in place, F16 and BF16 rows are widened
+// (exactly) into `buffer`.
 const float* row_as_float(const PagedKv& kv, const void* base, std::size_t offset, float* buffer) {
   if (kv.dtype == DType::kF32) return static_cast<const float*>(base) + offset;
   const std::uint16_t* h = static_cast<const std::uint16_t*>(base) + offset;
-  for (std::size_t d = 0; d < kv.head_dim; ++d) buffer[d] = half_to_float(h[d]);
+  if (kv.dtype == DType::kBF16) {
+    for (std::size_t d = 0; d < kv.head_dim; ++d) buffer[d] = bf16_to_float(h[d]);
+  } else {
+    for (std::size_t d = 0; d < kv.head_dim; ++d) buffer[d] = half_to_float(h[d]);
+  }
   return buffer;
 }
 
@@ -101,7 +106,7 @@ void attend_f16_d64(const PagedKv& kv, const TokenLayout& layout, std::size_t se
 
 void kv_append(const KvAppendParams& p) {
   const PagedKv& kv = p.kv;
-  TG_CHECK(kv.dtype == DType::kF32 || kv.dtype == DType::kF16);
+  TG_CHECK(kv.dtype == DType::kF32 || kv.dtype == DType::kF16 || kv.dtype == DType::kBF16);
   for (std::size_t t = 0; t < p.layout.num_tokens; ++t) {
     const auto seq = static_cast<std::size_t>(p.layout.token_seq[t]);
     const auto pos = static_cast<std::size_t>(p.layout.token_pos[t]);
@@ -113,6 +118,11 @@ void kv_append(const KvAppendParams& p) {
       if (kv.dtype == DType::kF32) {
         std::copy_n(k, kv.head_dim, static_cast<float*>(kv.k) + dst);
         std::copy_n(v, kv.head_dim, static_cast<float*>(kv.v) + dst);
+      } else if (kv.dtype == DType::kBF16) {
+        for (std::size_t d = 0; d < kv.head_dim; ++d) {
+          static_cast<std::uint16_t*>(kv.k)[dst + d] = float_to_bf16(k[d]);
+          static_cast<std::uint16_t*>(kv.v)[dst + d] = float_to_bf16(v[d]);
+        }
       } else {
         for (std::size_t d = 0; d < kv.head_dim; ++d) {
           static_cast<std::uint16_t*>(kv.k)[dst + d] = float_to_half(k[d]);
@@ -126,7 +136,7 @@ void kv_append(const KvAppendParams& p) {
 void paged_attention(const PagedAttentionParams& p, ThreadPool& pool) {
   const PagedKv& kv = p.kv;
   TG_CHECK(kv.num_kv_heads > 0 && p.num_heads % kv.num_kv_heads == 0);
-  TG_CHECK(kv.dtype == DType::kF32 || kv.dtype == DType::kF16);
+  TG_CHECK(kv.dtype == DType::kF32 || kv.dtype == DType::kF16 || kv.dtype == DType::kBF16);
   const std::size_t group = p.num_heads / kv.num_kv_heads;
   const std::size_t D = kv.head_dim;
   pool.parallel_for(p.layout.num_tokens * p.num_heads, [&](std::size_t begin, std::size_t end) {
@@ -172,7 +182,9 @@ void paged_attention(const PagedAttentionParams& p, ThreadPool& pool) {
         for (std::size_t d = 0; d < D; ++d) out[d] = half_to_float(acc16[d]) * inv;
         continue;
       }
-      // F32 cache: online softmax over the keys in order, one pass, as flash attention does.
+      // F32 cache (and BF16, widened exactly to F32 rows): online softmax over the keys in order,
+      // one pass, as flash attention does. The reference the CUDA kernels' fp32 accumulation is
+      // tested against.
       float max = -INFINITY, sum = 0;
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (std::size_t j = 0; j <= pos; ++j) {

@@ -43,6 +43,11 @@ DeviceInfo device_info() {
   return info;
 }
 
+void memcpy_async(void* dst, const void* src, std::size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  TG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)));
+}
+
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
   if (bytes > 0) TG_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
 }

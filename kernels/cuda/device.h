@@ -38,6 +38,10 @@ DeviceInfo device_info();
 void check_cuda(int code, const char* expr, const char* file, int line);
 #define TG_CUDA_CHECK(expr) ::tiergate::kernels::cuda::check_cuda(static_cast<int>(expr), #expr, __FILE__, __LINE__)
 
+// Asynchronous copy on `stream` in whichever direction the pointers say (unified addressing).
+// Host memory that is not pinned makes it synchronous with respect to the host.
+void memcpy_async(void* dst, const void* src, std::size_t bytes, void* stream);
+
 // Owns `bytes` of device memory (cudaMalloc), freed on destruction.
 class DeviceBuffer {
  public:
