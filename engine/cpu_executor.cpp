@@ -13,26 +13,17 @@ namespace tiergate::engine {
 
 namespace kc = kernels::cpu;
 
-std::int32_t StepBatch::add_sequence(const std::vector<BlockId>& table) {
-  TG_CHECK(table.size() <= max_blocks);  // set max_blocks to the longest table first
-  const auto row = static_cast<std::int32_t>(block_tables.size() / max_blocks);
-  block_tables.insert(block_tables.end(), table.begin(), table.end());
-  block_tables.resize(block_tables.size() + (max_blocks - table.size()), -1);
-  return row;
-}
-
-void StepBatch::add_token(TokenId token, std::int32_t position, std::int32_t seq_row, bool wants_logits) {
-  if (wants_logits) logit_rows.push_back(static_cast<std::int32_t>(tokens.size()));
-  tokens.push_back(token);
-  positions.push_back(position);
-  token_seq.push_back(seq_row);
-}
-
 CpuExecutor::CpuExecutor(const Model& model, KvCache& cache, std::size_t threads)
     : model_(model), cache_(cache), pool_(threads) {}
 
 void CpuExecutor::linear(const Weight& w, const float* x, float* y, std::size_t tokens) {
   kc::matmul({w.data, w.type, w.rows, w.cols, x, y, tokens}, pool_, scratch_);
+}
+
+std::string CpuExecutor::describe() const {
+  return "CPU, " + std::to_string(pool_.size()) + " threads, KV cache " + std::to_string(cache_.num_blocks()) +
+         " blocks of " + std::to_string(cache_.block_size()) + " tokens (" + std::to_string(cache_.bytes() >> 20) +
+         " MiB)";
 }
 
 void CpuExecutor::copy_blocks(std::span<const BlockCopy> copies) {

@@ -7,35 +7,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "engine/block_manager.h"
+#include "engine/executor.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace tiergate::engine {
 
-struct StepBatch {
-  std::vector<TokenId> tokens;             // [num_tokens]
-  std::vector<std::int32_t> positions;     // [num_tokens]
-  std::vector<std::int32_t> token_seq;     // [num_tokens] row in block_tables
-  std::vector<std::int32_t> block_tables;  // [num_seqs, max_blocks]
-  std::size_t max_blocks = 0;              // set before add_sequence: the longest table
-  std::vector<std::int32_t> logit_rows;    // tokens whose next-token logits are wanted
-
-  // Appends a sequence's block table as a new row; returns its row index.
-  std::int32_t add_sequence(const std::vector<BlockId>& table);
-  void add_token(TokenId token, std::int32_t position, std::int32_t seq_row, bool wants_logits);
-};
-
-class CpuExecutor {
+class CpuExecutor final : public Executor {
  public:
   CpuExecutor(const Model& model, KvCache& cache, std::size_t threads);
 
-  // logits: [batch.logit_rows.size(), vocab], in logit_rows order.
-  void forward(const StepBatch& batch, std::vector<float>& logits);
-  void copy_blocks(std::span<const BlockCopy> copies);
+  void forward(const StepBatch& batch, std::vector<float>& logits) override;
+  void copy_blocks(std::span<const BlockCopy> copies) override;
+  std::string describe() const override;
   std::size_t threads() const { return pool_.size(); }
 
  private:

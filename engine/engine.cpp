@@ -2,8 +2,14 @@
 
 #include <algorithm>
 #include <random>
+#include <stdexcept>
 
+#include "engine/cpu_executor.h"
 #include "kernels/check.h"
+#ifdef TIERGATE_HAVE_CUDA
+#include "engine/cuda_executor.h"
+#include "kernels/cuda/device.h"
+#endif
 
 namespace tiergate::engine {
 
@@ -52,6 +58,28 @@ struct Engine::Request {
 
 namespace {
 
+// The executor for config.device; sets config.num_blocks to the pool it made.
+std::unique_ptr<Executor> make_executor(const Model& model, EngineConfig& config, std::unique_ptr<KvCache>& cpu_cache) {
+  bool cuda = config.device == Device::kCuda;
+#ifdef TIERGATE_HAVE_CUDA
+  if (config.device == Device::kAuto) cuda = kernels::cuda::device_available();
+  if (cuda) {
+    CudaExecutorOptions options;
+    options.block_size = config.block_size;
+    options.num_blocks = config.num_blocks;
+    options.kv_cache_memory_fraction = config.kv_cache_memory_fraction;
+    auto executor = std::make_unique<CudaExecutor>(model, options);
+    config.num_blocks = executor->num_blocks();
+    return executor;
+  }
+#else
+  if (cuda) throw std::runtime_error("this build of tiergate has no CUDA backend (nvcc was not found at build time)");
+#endif
+  if (config.num_blocks == 0) config.num_blocks = 2048;
+  cpu_cache = std::make_unique<KvCache>(model.config(), config.num_blocks, config.block_size, config.kv_dtype);
+  return std::make_unique<CpuExecutor>(model, *cpu_cache, config.threads);
+}
+
 std::uint64_t choice_seed(std::uint64_t seed, std::int32_t index) {
   return seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(index + 1));
 }
@@ -63,9 +91,8 @@ Engine::Engine(const Model& model, EngineConfig config, AdmissionSource& source,
       config_(config),
       source_(source),
       sink_(std::move(sink)),
-      cache_(model.config(), config.num_blocks, config.block_size, config.kv_dtype),
-      blocks_(config.num_blocks, config.block_size),
-      executor_(model, cache_, config.threads) {}
+      executor_(make_executor(model, config_, cpu_cache_)),
+      blocks_(config_.num_blocks, config_.block_size) {}
 
 Engine::~Engine() = default;
 
@@ -313,7 +340,7 @@ bool Engine::step() {
       batch.add_token(row.seq->tokens[p], static_cast<std::int32_t>(p), seq_row, p + 1 == row.seq->tokens.size());
     }
   }
-  executor_.forward(batch, logits_);
+  executor_->forward(batch, logits_);
   ++stats_.steps;
 
   const std::size_t vocab = model_.config().vocab_size;
@@ -359,7 +386,7 @@ bool Engine::step() {
                                      seq->tokens.end());
     while (r->running) {
       if (auto copies = blocks_.append(seq->sid, fresh)) {
-        executor_.copy_blocks(*copies);
+        executor_->copy_blocks(*copies);
         break;
       }
       // Victim: lowest priority, most recently admitted (possibly this very request).

@@ -26,7 +26,7 @@
 
 #include "engine/admission_source.h"
 #include "engine/block_manager.h"
-#include "engine/cpu_executor.h"
+#include "engine/executor.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -36,8 +36,12 @@
 
 namespace tiergate::engine {
 
+enum class Device { kCpu, kCuda, kAuto };  // kAuto: CUDA where a GPU is usable, else the CPU
+
 struct EngineConfig {
-  std::size_t num_blocks = 2048;   // KV blocks in the pool
+  Device device = Device::kCpu;
+  std::size_t num_blocks = 2048;   // KV blocks in the pool (CUDA: 0 = sized from free memory)
+  double kv_cache_memory_fraction = 0.8;  // CUDA: share of the memory free after the weights
   std::size_t block_size = 16;     // tokens per block
   std::size_t max_running = 64;    // sequences in the running batch
   std::size_t token_budget = 512;  // tokens per step, decode + prefill chunks
@@ -94,7 +98,8 @@ class Engine {
   bool idle() const;
   std::size_t max_request_tokens() const;
   EngineStats stats() const;
-  const EngineConfig& config() const { return config_; }
+  const EngineConfig& config() const { return config_; }  // num_blocks as the executor sized it
+  std::string describe() const { return executor_->describe(); }
 
  private:
   struct Sequence;
@@ -114,9 +119,9 @@ class Engine {
   EngineConfig config_;
   AdmissionSource& source_;
   OutputSink sink_;
-  KvCache cache_;
-  BlockManager blocks_;
-  CpuExecutor executor_;
+  std::unique_ptr<KvCache> cpu_cache_;  // the CPU executor's pool (null on the GPU)
+  std::unique_ptr<Executor> executor_;
+  BlockManager blocks_;                 // accounts for the executor's pool
 
   mutable std::mutex inbox_mutex_;
   std::vector<EngineRequest> inbox_submit_;

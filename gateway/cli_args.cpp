@@ -69,4 +69,12 @@ std::size_t CliArgs::count(const std::string& flag, std::size_t fallback) const 
   return static_cast<std::size_t>(n);
 }
 
+engine::Device device_flag(const CliArgs& args) {
+  const std::string d = args.get("--device", "auto");
+  if (d == "auto") return engine::Device::kAuto;
+  if (d == "cpu") return engine::Device::kCpu;
+  if (d == "cuda") return engine::Device::kCuda;
+  throw CliError("--device must be auto, cpu or cuda, got \"" + d + "\"");
+}
+
 }  // namespace tiergate::gateway

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
+
 namespace tiergate::gateway {
 
 class CliError : public std::runtime_error {
@@ -35,5 +37,8 @@ class CliArgs {
   std::multimap<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+// --device auto|cpu|cuda (throws CliError otherwise).
+engine::Device device_flag(const CliArgs& args);
 
 }  // namespace tiergate::gateway

@@ -48,7 +48,10 @@ EngineService::EngineService(const engine::Model& model, engine::EngineConfig co
                              std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens)
     : model_(model), queue_(std::move(qos)), source_(std::make_unique<QosSource>(queue_, *this)),
       stand_in_tokens_(stand_in_tokens) {
-  if (stand_in_tokens_ > 0) config.num_blocks = 1;  // no KV memory needed
+  if (stand_in_tokens_ > 0) {  // no KV memory, no device needed
+    config.num_blocks = 1;
+    config.device = engine::Device::kCpu;
+  }
   engine_ = std::make_unique<engine::Engine>(model, config, *source_,
                                              [this](engine::RequestOutput&& o) { deliver(std::move(o)); });
   thread_ = std::thread([this] { run(); });

@@ -55,6 +55,7 @@ class EngineService {
   engine::EngineStats stats() const;
   const engine::Model& model() const { return model_; }
   std::size_t max_request_tokens() const { return engine_->max_request_tokens(); }
+  std::string describe_engine() const { return engine_->describe(); }
   engine::RequestId next_id() { return next_id_++; }
 
  private:

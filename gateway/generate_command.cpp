@@ -19,7 +19,8 @@ namespace {
 constexpr const char* kUsage =
     "usage: tiergate generate [--model PATH] --prompt TEXT [--chat] [--max-tokens N] [--temperature T]\n"
     "       [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] [--presence-penalty P]\n"
-    "       [--frequency-penalty F] [--seed S] [--stop TEXT]... [--n N] [--ignore-eos] [--threads N]\n";
+    "       [--frequency-penalty F] [--seed S] [--stop TEXT]... [--n N] [--ignore-eos] [--threads N]\n"
+    "       [--device auto|cpu|cuda]\n";
 
 }  // namespace
 
@@ -28,7 +29,7 @@ int run_generate(const std::vector<std::string>& args, std::ostream& out, std::o
     const CliArgs a(args,
                     {"--model", "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
                      "--repetition-penalty", "--presence-penalty", "--frequency-penalty", "--seed", "--stop", "--n",
-                     "--threads"},
+                     "--threads", "--device"},
                     {"--chat", "--ignore-eos"});
     if (!a.has("--prompt")) throw CliError("--prompt is required");
     const auto model = engine::Model::load(a.get("--model", default_model_path()));
@@ -56,6 +57,7 @@ int run_generate(const std::vector<std::string>& args, std::ostream& out, std::o
     }
     engine::EngineConfig config;
     config.threads = a.count("--threads", 0);
+    config.device = device_flag(a);
     config.num_blocks = (tokens.size() + static_cast<std::size_t>(p.max_tokens)) * static_cast<std::size_t>(p.n) /
                             config.block_size + 2 * static_cast<std::size_t>(p.n) + 2;
     engine::FifoAdmission fifo;

@@ -27,7 +27,8 @@ constexpr const char* kServeUsage =
     "       [--api-keys-path state/api_keys.json] [--ssl-certfile F --ssl-keyfile F] [--insecure-http]\n"
     "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
     "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n"
-    "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)]\n";
+    "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)]\n"
+    "       [--device auto|cpu|cuda (auto)] [--kv-cache-memory-fraction F (0.8, CUDA)]\n";
 
 template <typename T, void (*Free)(T*)>
 struct Deleter {
@@ -79,7 +80,7 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
                     {"--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
                      "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs",
                      "--max-num-batched-tokens", "--threads", "--http-threads", "--model", "--stand-in-engine",
-                     "--session-ttl", "--max-sessions"},
+                     "--session-ttl", "--max-sessions", "--device", "--kv-cache-memory-fraction"},
                     {"--insecure-http"});
     const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
     const std::string state_dir = a.get("--state-dir", "state");
@@ -113,7 +114,11 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     config.threads = a.count("--threads", 0);
     config.max_running = a.count("--max-num-seqs", 64);
     config.token_budget = a.count("--max-num-batched-tokens", 512);
-    config.num_blocks = a.count("--kv-cache-blocks", 2048);
+    config.device = device_flag(a);
+    config.num_blocks = a.count("--kv-cache-blocks", 0);  // 0: 2048 on the CPU, from free memory on a GPU
+    config.kv_cache_memory_fraction = a.number("--kv-cache-memory-fraction", 0.8);
+    if (config.kv_cache_memory_fraction <= 0 || config.kv_cache_memory_fraction > 1)
+      throw CliError("--kv-cache-memory-fraction must be in (0, 1]");
     const auto stand_in = a.count("--stand-in-engine", 0);
     if (stand_in > 0) err << "tiergate: stand-in engine: every request gets " << stand_in << " fixed tokens\n";
     EngineService service(*model, config, qos_config, stand_in);
@@ -125,6 +130,7 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     Api api(service, keys, api_options);
     HttpServer server(options, api);
     err << qos::summarize(*qos_config);
+    err << "tiergate: engine: " << service.describe_engine() << "\n";
     server.run([&](std::uint16_t port) {
       out << "tiergate: serving " << model->config().name << " on " << (options.tls ? "https" : "http") << "://"
           << options.host << ":" << port << "\n"

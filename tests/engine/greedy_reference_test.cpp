@@ -24,36 +24,18 @@ namespace {
 constexpr std::size_t kCompared = 32;
 constexpr double kTieGap = 1e-3;
 
-struct FixtureCase {
-  std::string prompt;
-  std::vector<TokenId> prompt_ids, greedy;
-  std::vector<double> gaps;
-};
-
-std::vector<FixtureCase> load_cases() {
-  simdjson::dom::parser parser;
-  std::vector<FixtureCase> cases;
-  for (simdjson::dom::element c : testing::load_fixture(parser, "greedy_continuations.json")["cases"].get_array()) {
-    FixtureCase fc;
-    fc.prompt = std::string(c["prompt"].get_string().value());
-    for (auto id : c["prompt_ids"].get_array()) fc.prompt_ids.push_back(static_cast<TokenId>(id.get_int64()));
-    for (auto id : c["greedy"].get_array()) fc.greedy.push_back(static_cast<TokenId>(id.get_int64()));
-    for (auto g : c["top2_gap"].get_array()) fc.gaps.push_back(g.get_double());
-    cases.push_back(std::move(fc));
-  }
-  return cases;
-}
+using FixtureCase = testing::GreedyCase;
 
 TEST(GreedyReference, PromptsTokenizeIdentically) {
   TG_REQUIRE_MODEL(model);
-  for (const FixtureCase& c : load_cases()) EXPECT_EQ(model->tokenizer().encode(c.prompt, true), c.prompt_ids);
+  for (const FixtureCase& c : testing::load_greedy_cases()) EXPECT_EQ(model->tokenizer().encode(c.prompt, true), c.prompt_ids);
 }
 
 TEST(GreedyReference, TeacherForcedLogitsMatchLlamaCpp) {
   TG_REQUIRE_MODEL(model);
   const std::size_t vocab = model->config().vocab_size;
   std::size_t positions = 0;
-  for (const FixtureCase& c : load_cases()) {
+  for (const FixtureCase& c : testing::load_greedy_cases()) {
     // One prefill of prompt + llama.cpp's continuation, logits at every generated position.
     std::vector<TokenId> all = c.prompt_ids;
     all.insert(all.end(), c.greedy.begin(), c.greedy.end() - 1);
@@ -124,7 +106,7 @@ std::map<int, std::vector<TokenId>> greedy_batch(const Model& model, const std::
 TEST(GreedyReference, FreeRunningGreedyMatchesLlamaCpp) {
   TG_REQUIRE_MODEL(model);
   std::size_t identical = 0;
-  const std::vector<FixtureCase> cases = load_cases();
+  const std::vector<FixtureCase> cases = testing::load_greedy_cases();
   for (const FixtureCase& c : cases) {
     const std::size_t n = std::min(kCompared, c.greedy.size());
     std::vector<TokenId> got = greedy_batch(*model, {{0, c.prompt_ids}}, n).at(0);
@@ -142,7 +124,7 @@ TEST(GreedyReference, FreeRunningGreedyMatchesLlamaCpp) {
 
 TEST(GreedyReference, BatchInvariance) {
   TG_REQUIRE_MODEL(model);
-  const std::vector<FixtureCase> cases = load_cases();
+  const std::vector<FixtureCase> cases = testing::load_greedy_cases();
   std::map<int, std::vector<TokenId>> prompts;
   for (int i = 0; i < 16; ++i) {
     std::vector<TokenId> p = cases[static_cast<std::size_t>(i) % cases.size()].prompt_ids;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/model.h"
 
@@ -36,6 +37,28 @@ inline const Model* shared_model() {
 
 inline simdjson::dom::element load_fixture(simdjson::dom::parser& parser, const std::string& name) {
   return parser.load(TIERGATE_SOURCE_DIR "/tests/engine/fixtures/" + name);
+}
+
+// tests/engine/fixtures/greedy_continuations.json: llama.cpp's greedy continuations of the
+// prompt corpus (= the CPU engine's, which is bit-exact with it) and their top-2 logit gaps.
+struct GreedyCase {
+  std::string prompt;
+  std::vector<TokenId> prompt_ids, greedy;
+  std::vector<double> gaps;
+};
+
+inline std::vector<GreedyCase> load_greedy_cases() {
+  simdjson::dom::parser parser;
+  std::vector<GreedyCase> cases;
+  for (simdjson::dom::element c : load_fixture(parser, "greedy_continuations.json")["cases"].get_array()) {
+    GreedyCase gc;
+    gc.prompt = std::string(c["prompt"].get_string().value());
+    for (auto id : c["prompt_ids"].get_array()) gc.prompt_ids.push_back(static_cast<TokenId>(id.get_int64()));
+    for (auto id : c["greedy"].get_array()) gc.greedy.push_back(static_cast<TokenId>(id.get_int64()));
+    for (auto g : c["top2_gap"].get_array()) gc.gaps.push_back(g.get_double());
+    cases.push_back(std::move(gc));
+  }
+  return cases;
 }
 
 }  // namespace tiergate::engine::testing

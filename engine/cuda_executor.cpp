@@ -1,0 +1,359 @@
+#include "engine/cuda_executor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "kernels/check.h"
+#include "kernels/cuda/batch_ops.h"
+#include "kernels/cuda/dequant.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/paged_attention.h"
+
+namespace tiergate::engine {
+
+namespace kc = kernels::cuda;
+using kernels::DType;
+
+namespace {
+
+// A launch of a shape validated at construction cannot fail unless something is broken.
+void must(const kc::Status& s) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "tiergate: CUDA executor: %s\n", s.error.c_str());
+  std::abort();
+}
+
+std::size_t dtype_bytes(DType t) { return kernels::block_bytes(t); }
+
+// Grows `buffer` to at least `bytes` (geometrically, so a step allocates only while the batch
+// shapes are still growing).
+void ensure(kc::DeviceBuffer& buffer, std::size_t bytes) {
+  if (buffer.bytes() >= bytes) return;
+  buffer = kc::DeviceBuffer(std::max(bytes, buffer.bytes() * 3 / 2));
+}
+
+struct GpuWeight {
+  kc::DeviceBuffer data;  // [rows, cols] in the weight dtype (norms: F32)
+  std::size_t rows = 0, cols = 0;
+};
+
+struct GpuLayer {
+  GpuWeight attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+};
+
+}  // namespace
+
+struct CudaExecutor::Impl {
+  ModelConfig config;
+  CudaExecutorOptions options;
+  kc::Stream stream;
+  kc::Gemm gemm;
+  std::vector<GpuLayer> layers;
+  GpuWeight embedding, output_norm, output;
+  bool tied_output = false;  // the output projection is the embedding table
+  std::size_t weight_bytes = 0;
+  std::size_t num_blocks = 0;
+  std::size_t layer_kv_bytes = 0;  // one layer's K (or V) pool
+  kc::DeviceBuffer k_cache, v_cache;  // [layers, num_blocks, block_size, kv_heads, head_dim]
+  // Per-step device buffers, grown on demand.
+  kc::DeviceBuffer tokens, positions, token_seq, block_tables, logit_rows, next_tokens;
+  kc::DeviceBuffer x, h, h_half, q, k, v, attn, gate, up, selected, logits, attn_workspace;
+
+  explicit Impl(const ModelConfig& c, CudaExecutorOptions o) : config(c), options(o), gemm(stream.handle()) {}
+
+  void validate_shape() const {
+    const ModelConfig& c = config;
+    if (c.dim == 0 || c.layers == 0 || c.heads == 0 || c.kv_heads == 0 || c.head_dim == 0 || c.ffn_dim == 0 ||
+        c.vocab_size == 0)
+      throw std::runtime_error("CUDA executor: the model shape has a zero dimension");
+    if (c.heads % c.kv_heads != 0)
+      throw std::runtime_error("CUDA executor: heads (" + std::to_string(c.heads) + ") must be a multiple of kv_heads (" +
+                               std::to_string(c.kv_heads) + ")");
+    if (options.weight_dtype != DType::kF16 && options.weight_dtype != DType::kBF16)
+      throw std::runtime_error("CUDA executor: weights must be F16 or BF16");
+    kernels::PagedKv kv{nullptr, nullptr, options.kv_dtype, 1, options.block_size, c.kv_heads, c.head_dim};
+    kernels::TokenLayout no_tokens;
+    no_tokens.max_blocks_per_seq = 1;
+    kernels::PagedAttentionParams p{kv, no_tokens, nullptr, nullptr, c.heads, 1.0f};
+    if (auto s = kc::validate_paged_attention(p, {}); !s.ok()) throw std::runtime_error("CUDA executor: " + s.error);
+    if (auto e = kc::rope_error(1, c.heads, c.head_dim, c.rope_dims, c.rope_base); !e.empty())
+      throw std::runtime_error("CUDA executor: " + e);
+  }
+
+  GpuWeight norm_from(const Weight& w) {
+    if (w.type != DType::kF32) throw std::runtime_error("CUDA executor: norm weights must be F32 in the file");
+    GpuWeight g{kc::DeviceBuffer(w.rows * w.cols * sizeof(float)), w.rows, w.cols};
+    g.data.upload(w.data, g.data.bytes());
+    return g;
+  }
+
+  GpuWeight matrix_from(const Weight& w, kc::DeviceBuffer& staging) {
+    if (auto e = kc::dequantize_rows_error(w.type, w.cols, options.weight_dtype); !e.empty())
+      throw std::runtime_error("CUDA executor: " + e);
+    const std::size_t bytes = w.rows * kernels::row_bytes(w.type, w.cols);
+    ensure(staging, bytes);
+    staging.upload(w.data, bytes);
+    GpuWeight g{kc::DeviceBuffer(w.rows * w.cols * dtype_bytes(options.weight_dtype)), w.rows, w.cols};
+    must(kc::dequantize_rows(w.type, staging.get(), w.rows, w.cols, options.weight_dtype, g.data.get(),
+                             stream.handle()));
+    stream.synchronize();  // before the staging buffer is reused
+    weight_bytes += g.data.bytes();
+    return g;
+  }
+
+  GpuWeight random_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+    GpuWeight g{kc::DeviceBuffer(rows * cols * dtype_bytes(options.weight_dtype)), rows, cols};
+    const float a = 1.0f / std::sqrt(static_cast<float>(cols));
+    must(kc::fill_uniform(options.weight_dtype, g.data.get(), rows * cols, -a, a, seed, stream.handle()));
+    weight_bytes += g.data.bytes();
+    return g;
+  }
+
+  GpuWeight ones(std::size_t n) {
+    GpuWeight g{kc::DeviceBuffer(n * sizeof(float)), 1, n};
+    must(kc::fill_constant(g.data.as<float>(), n, 1.0f, stream.handle()));
+    return g;
+  }
+
+  void allocate_kv() {
+    const ModelConfig& c = config;
+    const std::size_t per_block = options.block_size * c.kv_heads * c.head_dim * dtype_bytes(options.kv_dtype);
+    std::size_t blocks = options.num_blocks;
+    if (blocks == 0) {
+      const kc::DeviceInfo info = kc::device_info();
+      const double budget = options.kv_cache_memory_fraction * static_cast<double>(info.free_memory);
+      blocks = static_cast<std::size_t>(budget / static_cast<double>(2 * c.layers * per_block));
+    }
+    if (blocks == 0)
+      throw std::runtime_error("CUDA executor: no device memory left for the KV cache after the weights (" +
+                               std::to_string(weight_bytes >> 20) + " MiB); raise --kv-cache-memory-fraction");
+    num_blocks = blocks;
+    layer_kv_bytes = blocks * per_block;
+    k_cache = kc::DeviceBuffer(c.layers * layer_kv_bytes);
+    v_cache = kc::DeviceBuffer(c.layers * layer_kv_bytes);
+  }
+
+  kernels::PagedKv layer_kv(std::size_t l) const {
+    return {static_cast<char*>(k_cache.get()) + l * layer_kv_bytes, static_cast<char*>(v_cache.get()) + l * layer_kv_bytes,
+            options.kv_dtype, num_blocks, options.block_size, config.kv_heads, config.head_dim};
+  }
+
+  void project(const kc::DeviceBuffer& in, const GpuWeight& w, void* out, std::size_t rows, bool accumulate) {
+    kc::GemmParams p;
+    p.x = in.get();
+    p.w = w.data.get();
+    p.y = out;
+    p.x_type = p.w_type = options.weight_dtype;
+    p.y_type = DType::kF32;
+    p.tokens = rows;
+    p.in = w.cols;
+    p.out = w.rows;
+    p.accumulate = accumulate;
+    must(gemm.run(p));
+  }
+
+  void to_half(const kc::DeviceBuffer& in, std::size_t n) {
+    must(kc::convert_activations(in.as<float>(), options.weight_dtype, h_half.get(), n, stream.handle()));
+  }
+
+  template <class T>
+  void upload(kc::DeviceBuffer& buffer, const std::vector<T>& host) {
+    ensure(buffer, std::max<std::size_t>(host.size(), 1) * sizeof(T));
+    kc::memcpy_async(buffer.get(), host.data(), host.size() * sizeof(T), stream.handle());
+  }
+
+  // Every layer for the batch's tokens; leaves the logits of batch.logit_rows in `logits`.
+  void run(const StepBatch& batch) {
+    const ModelConfig& c = config;
+    const std::size_t T = batch.tokens.size();
+    TG_CHECK(T > 0 && batch.positions.size() == T && batch.token_seq.size() == T);
+    const std::size_t dim = c.dim, q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
+    const std::size_t widest = std::max({dim, q_width, c.ffn_dim});
+    ensure(x, T * dim * sizeof(float));
+    ensure(h, T * dim * sizeof(float));
+    ensure(h_half, T * widest * dtype_bytes(options.weight_dtype));
+    ensure(q, T * q_width * sizeof(float));
+    ensure(attn, T * q_width * sizeof(float));
+    ensure(k, T * kv_width * sizeof(float));
+    ensure(v, T * kv_width * sizeof(float));
+    ensure(gate, T * c.ffn_dim * sizeof(float));
+    ensure(up, T * c.ffn_dim * sizeof(float));
+
+    for (const TokenId t : batch.tokens) TG_CHECK(t >= 0 && static_cast<std::size_t>(t) < c.vocab_size);
+    upload(tokens, batch.tokens);
+    upload(positions, batch.positions);
+    upload(token_seq, batch.token_seq);
+    upload(block_tables, batch.block_tables);
+
+    // Host-side facts the attention launcher needs: the longest context and the most query
+    // tokens of one sequence in this step (1 = pure decode).
+    kc::AttentionBatchShape shape;
+    std::vector<std::size_t> per_seq(batch.num_sequences(), 0);
+    for (std::size_t t = 0; t < T; ++t) {
+      shape.max_context_len = std::max(shape.max_context_len, static_cast<std::size_t>(batch.positions[t]) + 1);
+      shape.max_query_len = std::max(shape.max_query_len, ++per_seq[static_cast<std::size_t>(batch.token_seq[t])]);
+    }
+    const kernels::TokenLayout layout{block_tables.as<std::int32_t>(), batch.max_blocks, token_seq.as<std::int32_t>(),
+                                      positions.as<std::int32_t>(), T};
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    void* s = stream.handle();
+
+    must(kc::embedding_lookup(options.weight_dtype, embedding.data.get(), c.vocab_size, dim, tokens.as<std::int32_t>(),
+                              T, x.as<float>(), s));
+    for (std::size_t l = 0; l < c.layers; ++l) {
+      const GpuLayer& w = layers[l];
+      must(kc::rms_norm(x.as<float>(), w.attn_norm.data.as<float>(), h.as<float>(), T, dim, c.rms_eps, s));
+      to_half(h, T * dim);
+      project(h_half, w.wq, q.get(), T, false);
+      project(h_half, w.wk, k.get(), T, false);
+      project(h_half, w.wv, v.get(), T, false);
+      must(kc::rope(q.as<float>(), positions.as<int>(), T, c.heads, c.head_dim, c.rope_dims, c.rope_base, s));
+      must(kc::rope(k.as<float>(), positions.as<int>(), T, c.kv_heads, c.head_dim, c.rope_dims, c.rope_base, s));
+      const kernels::PagedKv kv = layer_kv(l);
+      must(kc::kv_append({kv, layout, k.as<float>(), v.as<float>()}, s));
+      const kernels::PagedAttentionParams p{kv, layout, q.as<float>(), attn.as<float>(), c.heads, scale};
+      ensure(attn_workspace, std::max<std::size_t>(kc::paged_attention_workspace_bytes(p, shape), 16));
+      must(kc::paged_attention(p, shape, {attn_workspace.get(), attn_workspace.bytes()}, s));
+      to_half(attn, T * q_width);
+      project(h_half, w.wo, x.get(), T, true);  // x += attn · Wo^T
+
+      must(kc::rms_norm(x.as<float>(), w.ffn_norm.data.as<float>(), h.as<float>(), T, dim, c.rms_eps, s));
+      to_half(h, T * dim);
+      project(h_half, w.w_gate, gate.get(), T, false);
+      project(h_half, w.w_up, up.get(), T, false);
+      must(kc::silu_mul(gate.as<float>(), up.as<float>(), gate.as<float>(), T * c.ffn_dim, s));
+      to_half(gate, T * c.ffn_dim);
+      project(h_half, w.w_down, x.get(), T, true);  // x += act · Wdown^T
+    }
+
+    const std::size_t R = batch.logit_rows.size();
+    if (R == 0) return;
+    for (const std::int32_t r : batch.logit_rows) TG_CHECK(r >= 0 && static_cast<std::size_t>(r) < T);
+    upload(logit_rows, batch.logit_rows);
+    ensure(selected, R * dim * sizeof(float));
+    ensure(logits, R * c.vocab_size * sizeof(float));
+    must(kc::gather_rows(x.as<float>(), logit_rows.as<std::int32_t>(), R, dim, selected.as<float>(), s));
+    must(kc::rms_norm(selected.as<float>(), output_norm.data.as<float>(), selected.as<float>(), R, dim, c.rms_eps, s));
+    to_half(selected, R * dim);
+    project(h_half, tied_output ? embedding : output, logits.get(), R, false);
+  }
+};
+
+CudaExecutor::CudaExecutor(const Model& model, CudaExecutorOptions options) {
+  std::string why;
+  if (!kc::device_available(&why)) throw std::runtime_error("CUDA executor: " + why);
+  impl_ = std::make_unique<Impl>(model.config(), options);
+  Impl& m = *impl_;
+  m.validate_shape();
+  kc::DeviceBuffer staging;
+  m.embedding = m.matrix_from(model.embedding(), staging);
+  m.tied_output = model.output().data == model.embedding().data;
+  if (!m.tied_output) m.output = m.matrix_from(model.output(), staging);
+  m.output_norm = m.norm_from(model.output_norm());
+  for (const LayerWeights& w : model.layers()) {
+    GpuLayer g;
+    g.attn_norm = m.norm_from(w.attn_norm);
+    g.ffn_norm = m.norm_from(w.ffn_norm);
+    g.wq = m.matrix_from(w.wq, staging);
+    g.wk = m.matrix_from(w.wk, staging);
+    g.wv = m.matrix_from(w.wv, staging);
+    g.wo = m.matrix_from(w.wo, staging);
+    g.w_gate = m.matrix_from(w.w_gate, staging);
+    g.w_up = m.matrix_from(w.w_up, staging);
+    g.w_down = m.matrix_from(w.w_down, staging);
+    m.layers.push_back(std::move(g));
+  }
+  staging = kc::DeviceBuffer();
+  m.allocate_kv();
+}
+
+CudaExecutor::CudaExecutor(const ModelConfig& shape, CudaExecutorOptions options, std::uint64_t seed) {
+  std::string why;
+  if (!kc::device_available(&why)) throw std::runtime_error("CUDA executor: " + why);
+  impl_ = std::make_unique<Impl>(shape, options);
+  Impl& m = *impl_;
+  m.validate_shape();
+  const ModelConfig& c = m.config;
+  const std::size_t q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
+  std::uint64_t next_seed = seed;
+  m.embedding = m.random_matrix(c.vocab_size, c.dim, next_seed++);
+  m.tied_output = options.tie_embeddings;
+  if (!m.tied_output) m.output = m.random_matrix(c.vocab_size, c.dim, next_seed++);
+  m.output_norm = m.ones(c.dim);
+  for (std::size_t l = 0; l < c.layers; ++l) {
+    GpuLayer g;
+    g.attn_norm = m.ones(c.dim);
+    g.ffn_norm = m.ones(c.dim);
+    g.wq = m.random_matrix(q_width, c.dim, next_seed++);
+    g.wk = m.random_matrix(kv_width, c.dim, next_seed++);
+    g.wv = m.random_matrix(kv_width, c.dim, next_seed++);
+    g.wo = m.random_matrix(c.dim, q_width, next_seed++);
+    g.w_gate = m.random_matrix(c.ffn_dim, c.dim, next_seed++);
+    g.w_up = m.random_matrix(c.ffn_dim, c.dim, next_seed++);
+    g.w_down = m.random_matrix(c.dim, c.ffn_dim, next_seed++);
+    m.layers.push_back(std::move(g));
+  }
+  m.stream.synchronize();
+  m.allocate_kv();
+}
+
+CudaExecutor::~CudaExecutor() = default;
+
+void CudaExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
+  Impl& m = *impl_;
+  m.run(batch);
+  const std::size_t n = batch.logit_rows.size() * m.config.vocab_size;
+  logits.resize(n);
+  if (n > 0) kc::memcpy_async(logits.data(), m.logits.get(), n * sizeof(float), m.stream.handle());
+  m.stream.synchronize();
+}
+
+void CudaExecutor::forward_greedy(const StepBatch& batch, std::vector<TokenId>& next) {
+  Impl& m = *impl_;
+  m.run(batch);
+  const std::size_t R = batch.logit_rows.size();
+  next.resize(R);
+  if (R > 0) {
+    ensure(m.next_tokens, R * sizeof(std::int32_t));
+    must(kc::argmax_rows(m.logits.as<float>(), R, m.config.vocab_size, m.next_tokens.as<std::int32_t>(),
+                         m.stream.handle()));
+    kc::memcpy_async(next.data(), m.next_tokens.get(), R * sizeof(std::int32_t), m.stream.handle());
+  }
+  m.stream.synchronize();
+}
+
+void CudaExecutor::copy_blocks(std::span<const BlockCopy> copies) {
+  Impl& m = *impl_;
+  const std::size_t block_bytes = m.layer_kv_bytes / m.num_blocks;
+  for (const BlockCopy& c : copies) {
+    TG_CHECK(c.from >= 0 && c.to >= 0 && static_cast<std::size_t>(c.from) < m.num_blocks &&
+             static_cast<std::size_t>(c.to) < m.num_blocks);
+    for (std::size_t l = 0; l < m.config.layers; ++l) {
+      for (kc::DeviceBuffer* pool : {&m.k_cache, &m.v_cache}) {
+        char* base = static_cast<char*>(pool->get()) + l * m.layer_kv_bytes;
+        kc::memcpy_async(base + static_cast<std::size_t>(c.to) * block_bytes,
+                         base + static_cast<std::size_t>(c.from) * block_bytes, block_bytes, m.stream.handle());
+      }
+    }
+  }
+}
+
+std::string CudaExecutor::describe() const {
+  const Impl& m = *impl_;
+  const kc::DeviceInfo info = kc::device_info();
+  return "CUDA " + info.name + ", weights " + (m.options.weight_dtype == DType::kBF16 ? "bf16" : "fp16") + " (" +
+         std::to_string(m.weight_bytes >> 20) + " MiB), KV cache " + std::to_string(m.num_blocks) + " blocks of " +
+         std::to_string(m.options.block_size) + " tokens (" + std::to_string(kv_cache_bytes() >> 20) + " MiB, " +
+         (m.options.kv_dtype == DType::kBF16 ? "bf16" : "fp16") + ")";
+}
+
+std::size_t CudaExecutor::num_blocks() const { return impl_->num_blocks; }
+std::size_t CudaExecutor::weight_bytes() const { return impl_->weight_bytes; }
+std::size_t CudaExecutor::kv_cache_bytes() const { return impl_->k_cache.bytes() + impl_->v_cache.bytes(); }
+
+}  // namespace tiergate::engine
