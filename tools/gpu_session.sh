@@ -5,10 +5,11 @@
 #
 #   here:    bash tools/gpu_session.sh pack          # build release, fill .gpu/ (git-ignored)
 #   device:  bash tools/gpu_session.sh kernels       # carry [".gpu"]: kernel tests, sanitizer, benchmarks
-#   device:  bash tools/gpu_session.sh model-part a  # carry [".gpu-model-a"]: first half of the GGUF to /tmp
-#   device:  bash tools/gpu_session.sh engine        # carry [".gpu", ".gpu-model-b"]: second half, engine tests,
+#   device:  bash tools/gpu_session.sh model-part a  # carry [".gpu-model-a"]: first third of the GGUF to /tmp
+#   device:  bash tools/gpu_session.sh model-part b  # carry [".gpu-model-b"]: second third
+#   device:  bash tools/gpu_session.sh engine        # carry [".gpu", ".gpu-model-c"]: last third, engine tests,
 #                                                    #   bench-engine and the HF comparison
-# The model (94 MiB) travels in two calls; the machine keeps /tmp only while warm (30 s between
+# The model (94 MiB) travels in three calls; the machine keeps /tmp only while warm (30 s between
 # calls), so make the model calls back to back. Results land in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,8 @@ device_env() {
 case "$mode" in
   pack)
     bash tools/build.sh release >/dev/null
-    rm -rf .gpu .gpu-model-a .gpu-model-b
-    mkdir -p .gpu/bin .gpu/lib .gpu-model-a .gpu-model-b
+    rm -rf .gpu .gpu-model-a .gpu-model-b .gpu-model-c
+    mkdir -p .gpu/bin .gpu/lib .gpu-model-a .gpu-model-b .gpu-model-c
     for b in tests/kernels/kernels_cuda_tests tests/kernels/kernels_cuda_ops_tests \
              tests/kernels/kernels_cuda_attention_tests tests/engine/engine_cuda_tests \
              tools/bench_decode_attention tools/bench_gpu_decode gateway/tiergate; do
@@ -37,10 +38,12 @@ case "$mode" in
     ldd .gpu/bin/* 2>/dev/null | awk '/=> \/(usr\/)?lib\/x86_64-linux-gnu\/lib(simdjson|spdlog|fmt)/ { print $3 }' |
       sort -u | xargs -r cp -t .gpu/lib
     model=$(bash tools/fetch_model.sh)
-    split -n 2 -d "$model" /tmp/tg-model-part.
-    mv /tmp/tg-model-part.00 .gpu-model-a/part && mv /tmp/tg-model-part.01 .gpu-model-b/part
+    split -n 3 -d "$model" /tmp/tg-model-part.
+    mv /tmp/tg-model-part.00 .gpu-model-a/part
+    mv /tmp/tg-model-part.01 .gpu-model-b/part
+    mv /tmp/tg-model-part.02 .gpu-model-c/part
     sha256sum "$model" | cut -d' ' -f1 >.gpu/model.sha256
-    du -sh .gpu .gpu-model-a .gpu-model-b
+    du -sh .gpu .gpu-model-a .gpu-model-b .gpu-model-c
     ;;
   kernels)
     device_env
@@ -57,9 +60,9 @@ case "$mode" in
     ;;
   engine)
     device_env
-    cp .gpu-model-b/part /tmp/tg-model-part.b
-    cat /tmp/tg-model-part.a /tmp/tg-model-part.b >/tmp/model.gguf
-    [ "$(sha256sum /tmp/model.gguf | cut -d' ' -f1)" = "$(cat .gpu/model.sha256)" ] || { echo "model halves do not match"; exit 1; }
+    cp .gpu-model-c/part /tmp/tg-model-part.c
+    cat /tmp/tg-model-part.a /tmp/tg-model-part.b /tmp/tg-model-part.c >/tmp/model.gguf
+    [ "$(sha256sum /tmp/model.gguf | cut -d' ' -f1)" = "$(cat .gpu/model.sha256)" ] || { echo "model parts do not match"; exit 1; }
     export TIERGATE_MODEL=/tmp/model.gguf
     .gpu/bin/engine_cuda_tests 2>&1 | tee "$out/engine_cuda_tests.log" | tail -5
     .gpu/bin/tiergate bench-engine --model /tmp/model.gguf --device cuda --batch 1,16,64,256 | tee "$out/bench_engine_gpu.txt"
