@@ -17,12 +17,13 @@ for p in wrk nginx-light; do
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null; break; }
 done
 bash tools/build.sh release >/dev/null
+tiergate="${TIERGATE_BIN:-./build/release/gateway/tiergate}"  # TIERGATE_BIN: another build to compare
 load=./build/release/tools/http_load/http-load
 model=$(bash tools/fetch_model.sh)
 dir=$(mktemp -d /tmp/tg-bench.XXXX)
 trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$dir" -c "$dir/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$dir"' EXIT
-key=$(./build/release/gateway/tiergate keys add --all-users --state-dir "$dir" 2>/dev/null)
-./build/release/gateway/tiergate serve "$model" --state-dir "$dir" --port 18543 --http-threads 1 \
+key=$("$tiergate" keys add --all-users --state-dir "$dir" 2>/dev/null)
+"$tiergate" serve "$model" --state-dir "$dir" --port 18543 --http-threads 1 \
   --stand-in-engine 16 >"$dir/serve.log" 2>&1 &
 for _ in $(seq 100); do curl -sk https://127.0.0.1:18543/health >/dev/null 2>&1 && break; sleep 0.1; done
 body='{"prompt": "Hello there", "max_tokens": 16, "user": "user_id4"}'
