@@ -203,6 +203,10 @@ struct CudaExecutor::Impl {
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     void* s = stream.handle();
 
+    // Every layer's attention has the same shape: one workspace, sized before any launch (growing
+    // it between layers would make cudaFree wait for the stream mid-step).
+    const kernels::PagedAttentionParams shape_only{layer_kv(0), layout, q.as<float>(), attn.as<float>(), c.heads, scale};
+    ensure(attn_workspace, std::max<std::size_t>(kc::paged_attention_workspace_bytes(shape_only, shape), 16));
     must(kc::embedding_lookup(options.weight_dtype, embedding.data.get(), c.vocab_size, dim, tokens.as<std::int32_t>(),
                               T, x.as<float>(), s));
     for (std::size_t l = 0; l < c.layers; ++l) {
@@ -217,7 +221,6 @@ struct CudaExecutor::Impl {
       const kernels::PagedKv kv = layer_kv(l);
       must(kc::kv_append({kv, layout, k.as<float>(), v.as<float>()}, s));
       const kernels::PagedAttentionParams p{kv, layout, q.as<float>(), attn.as<float>(), c.heads, scale};
-      ensure(attn_workspace, std::max<std::size_t>(kc::paged_attention_workspace_bytes(p, shape), 16));
       must(kc::paged_attention(p, shape, {attn_workspace.get(), attn_workspace.bytes()}, s));
       to_half(attn, T * q_width);
       project(h_half, w.wo, x.get(), T, true);  // x += attn · Wo^T
