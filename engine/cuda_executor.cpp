@@ -161,6 +161,23 @@ struct CudaExecutor::Impl {
     must(kc::convert_activations(in.as<float>(), options.weight_dtype, h_half.get(), n, stream.handle()));
   }
 
+  // A run of the step's tokens [begin, end) that one attention launch covers.
+  struct AttentionPart {
+    std::size_t begin = 0, end = 0;
+    kc::AttentionBatchShape shape;
+  };
+
+  // Attention over one part: its tokens' rows of q/out and of the token arrays (device buffers).
+  kernels::PagedAttentionParams attention_params(const StepBatch& batch, const kernels::PagedKv& kv,
+                                                 const AttentionPart& part, float scale) const {
+    const std::size_t q_width = config.heads * config.head_dim;
+    const kernels::TokenLayout layout{block_tables.as<std::int32_t>(), batch.max_blocks,
+                                      token_seq.as<std::int32_t>() + part.begin, positions.as<std::int32_t>() + part.begin,
+                                      part.end - part.begin};
+    return {kv, layout, q.as<float>() + part.begin * q_width, attn.as<float>() + part.begin * q_width, config.heads,
+            scale};
+  }
+
   template <class T>
   void upload(kc::DeviceBuffer& buffer, const std::vector<T>& host) {
     ensure(buffer, std::max<std::size_t>(host.size(), 1) * sizeof(T));
@@ -192,21 +209,34 @@ struct CudaExecutor::Impl {
 
     // Host-side facts the attention launcher needs: the longest context and the most query
     // tokens of one sequence in this step (1 = pure decode).
-    kc::AttentionBatchShape shape;
+    // The engine puts decode tokens (one per sequence) first, then prefill chunks. Attention runs
+    // as two launches over those two runs of tokens: the split-K decode kernel for the first, the
+    // tiled prefill kernel for the rest (either alone when the step has only one kind).
     std::vector<std::size_t> per_seq(batch.num_sequences(), 0);
-    for (std::size_t t = 0; t < T; ++t) {
-      shape.max_context_len = std::max(shape.max_context_len, static_cast<std::size_t>(batch.positions[t]) + 1);
-      shape.max_query_len = std::max(shape.max_query_len, ++per_seq[static_cast<std::size_t>(batch.token_seq[t])]);
+    for (std::size_t t = 0; t < T; ++t) ++per_seq[static_cast<std::size_t>(batch.token_seq[t])];
+    std::size_t decode_tokens = 0;
+    while (decode_tokens < T && per_seq[static_cast<std::size_t>(batch.token_seq[decode_tokens])] == 1) ++decode_tokens;
+    AttentionPart parts[2];
+    parts[0] = {0, decode_tokens, {}};
+    parts[1] = {decode_tokens, T, {}};
+    for (AttentionPart& part : parts) {
+      for (std::size_t t = part.begin; t < part.end; ++t) {
+        part.shape.max_context_len = std::max(part.shape.max_context_len, static_cast<std::size_t>(batch.positions[t]) + 1);
+        part.shape.max_query_len = std::max(part.shape.max_query_len, per_seq[static_cast<std::size_t>(batch.token_seq[t])]);
+      }
     }
-    const kernels::TokenLayout layout{block_tables.as<std::int32_t>(), batch.max_blocks, token_seq.as<std::int32_t>(),
-                                      positions.as<std::int32_t>(), T};
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     void* s = stream.handle();
-
-    // Every layer's attention has the same shape: one workspace, sized before any launch (growing
+    // Every layer's attention has the same shapes: one workspace, sized before any launch (growing
     // it between layers would make cudaFree wait for the stream mid-step).
-    const kernels::PagedAttentionParams shape_only{layer_kv(0), layout, q.as<float>(), attn.as<float>(), c.heads, scale};
-    ensure(attn_workspace, std::max<std::size_t>(kc::paged_attention_workspace_bytes(shape_only, shape), 16));
+    std::size_t workspace_bytes = 16;
+    for (const AttentionPart& part : parts) {
+      if (part.begin == part.end) continue;
+      workspace_bytes = std::max(workspace_bytes,
+                                 kc::paged_attention_workspace_bytes(attention_params(batch, layer_kv(0), part, scale), part.shape));
+    }
+    ensure(attn_workspace, workspace_bytes);
+
     must(kc::embedding_lookup(options.weight_dtype, embedding.data.get(), c.vocab_size, dim, tokens.as<std::int32_t>(),
                               T, x.as<float>(), s));
     for (std::size_t l = 0; l < c.layers; ++l) {
@@ -219,9 +249,12 @@ struct CudaExecutor::Impl {
       must(kc::rope(q.as<float>(), positions.as<int>(), T, c.heads, c.head_dim, c.rope_dims, c.rope_base, s));
       must(kc::rope(k.as<float>(), positions.as<int>(), T, c.kv_heads, c.head_dim, c.rope_dims, c.rope_base, s));
       const kernels::PagedKv kv = layer_kv(l);
-      must(kc::kv_append({kv, layout, k.as<float>(), v.as<float>()}, s));
-      const kernels::PagedAttentionParams p{kv, layout, q.as<float>(), attn.as<float>(), c.heads, scale};
-      must(kc::paged_attention(p, shape, {attn_workspace.get(), attn_workspace.bytes()}, s));
+      must(kc::kv_append({kv, attention_params(batch, kv, {0, T, {}}, scale).layout, k.as<float>(), v.as<float>()}, s));
+      for (const AttentionPart& part : parts) {
+        if (part.begin == part.end) continue;
+        must(kc::paged_attention(attention_params(batch, kv, part, scale), part.shape,
+                                 {attn_workspace.get(), attn_workspace.bytes()}, s));
+      }
       to_half(attn, T * q_width);
       project(h_half, w.wo, x.get(), T, true);  // x += attn · Wo^T
 
