@@ -200,15 +200,19 @@ struct CudaExecutor::Impl {
     ensure(v, T * kv_width * sizeof(float));
     ensure(gate, T * c.ffn_dim * sizeof(float));
     ensure(up, T * c.ffn_dim * sizeof(float));
+    const std::size_t R = batch.logit_rows.size();
+    ensure(selected, std::max<std::size_t>(R, 1) * dim * sizeof(float));
+    ensure(logits, std::max<std::size_t>(R, 1) * c.vocab_size * sizeof(float));
+    // Every buffer grows before the step's first launch: one replaced mid-step would make cudaFree
+    // wait for the stream.
 
     for (const TokenId t : batch.tokens) TG_CHECK(t >= 0 && static_cast<std::size_t>(t) < c.vocab_size);
     upload(tokens, batch.tokens);
     upload(positions, batch.positions);
     upload(token_seq, batch.token_seq);
     upload(block_tables, batch.block_tables);
+    upload(logit_rows, batch.logit_rows);
 
-    // Host-side facts the attention launcher needs: the longest context and the most query
-    // tokens of one sequence in this step (1 = pure decode).
     // The engine puts decode tokens (one per sequence) first, then prefill chunks. Attention runs
     // as two launches over those two runs of tokens: the split-K decode kernel for the first, the
     // tiled prefill kernel for the rest (either alone when the step has only one kind).
@@ -227,8 +231,7 @@ struct CudaExecutor::Impl {
     }
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     void* s = stream.handle();
-    // Every layer's attention has the same shapes: one workspace, sized before any launch (growing
-    // it between layers would make cudaFree wait for the stream mid-step).
+    // Every layer's attention has the same shapes: one workspace, sized before any launch.
     std::size_t workspace_bytes = 16;
     for (const AttentionPart& part : parts) {
       if (part.begin == part.end) continue;
@@ -267,12 +270,8 @@ struct CudaExecutor::Impl {
       project(h_half, w.w_down, x.get(), T, true);  // x += act · Wdown^T
     }
 
-    const std::size_t R = batch.logit_rows.size();
     if (R == 0) return;
     for (const std::int32_t r : batch.logit_rows) TG_CHECK(r >= 0 && static_cast<std::size_t>(r) < T);
-    upload(logit_rows, batch.logit_rows);
-    ensure(selected, R * dim * sizeof(float));
-    ensure(logits, R * c.vocab_size * sizeof(float));
     must(kc::gather_rows(x.as<float>(), logit_rows.as<std::int32_t>(), R, dim, selected.as<float>(), s));
     must(kc::rms_norm(selected.as<float>(), output_norm.data.as<float>(), selected.as<float>(), R, dim, c.rms_eps, s));
     to_half(selected, R * dim);
@@ -351,11 +350,11 @@ void CudaExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
 
 void CudaExecutor::forward_greedy(const StepBatch& batch, std::vector<TokenId>& next) {
   Impl& m = *impl_;
-  m.run(batch);
   const std::size_t R = batch.logit_rows.size();
+  ensure(m.next_tokens, std::max<std::size_t>(R, 1) * sizeof(std::int32_t));
+  m.run(batch);
   next.resize(R);
   if (R > 0) {
-    ensure(m.next_tokens, R * sizeof(std::int32_t));
     must(kc::argmax_rows(m.logits.as<float>(), R, m.config.vocab_size, m.next_tokens.as<std::int32_t>(),
                          m.stream.handle()));
     kc::memcpy_async(next.data(), m.next_tokens.get(), R * sizeof(std::int32_t), m.stream.handle());
