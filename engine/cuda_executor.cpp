@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
+#include <map>
 #include <stdexcept>
 
 #include "kernels/check.h"
@@ -128,19 +130,25 @@ struct CudaExecutor::Impl {
       const kc::DeviceInfo info = kc::device_info();
       const double budget = options.kv_cache_memory_fraction * static_cast<double>(info.free_memory);
       blocks = static_cast<std::size_t>(budget / static_cast<double>(2 * c.layers * per_block));
+      blocks = blocks > 0 ? blocks - 1 : 0;  // room for the scratch block
     }
     if (blocks == 0)
       throw std::runtime_error("CUDA executor: no device memory left for the KV cache after the weights (" +
                                std::to_string(weight_bytes >> 20) + " MiB); raise --kv-cache-memory-fraction");
+    // One block past the pool the BlockManager accounts for: the scratch block that padding
+    // tokens of graph-replayed decode steps write and read.
     num_blocks = blocks;
-    layer_kv_bytes = blocks * per_block;
+    layer_kv_bytes = (blocks + 1) * per_block;
     k_cache = kc::DeviceBuffer(c.layers * layer_kv_bytes);
     v_cache = kc::DeviceBuffer(c.layers * layer_kv_bytes);
+    const std::size_t context_blocks = (c.context_length + options.block_size - 1) / options.block_size;
+    graph_max_blocks = std::min(context_blocks > 0 ? context_blocks : blocks, blocks);
+    if (options.cuda_graphs) reserve_for_graphs();
   }
 
   kernels::PagedKv layer_kv(std::size_t l) const {
     return {static_cast<char*>(k_cache.get()) + l * layer_kv_bytes, static_cast<char*>(v_cache.get()) + l * layer_kv_bytes,
-            options.kv_dtype, num_blocks, options.block_size, config.kv_heads, config.head_dim};
+            options.kv_dtype, num_blocks + 1, options.block_size, config.kv_heads, config.head_dim};
   }
 
   void project(const kc::DeviceBuffer& in, const GpuWeight& w, void* out, std::size_t rows, bool accumulate) {
@@ -167,79 +175,82 @@ struct CudaExecutor::Impl {
     kc::AttentionBatchShape shape;
   };
 
+  // What the launches of one step need besides the device buffers' contents.
+  struct StepShape {
+    std::size_t tokens = 0;      // T
+    std::size_t logit_rows = 0;  // R
+    std::size_t max_blocks = 0;  // block table width
+    AttentionPart parts[2];      // decode tokens, then prefill chunks
+  };
+
   // Attention over one part: its tokens' rows of q/out and of the token arrays (device buffers).
-  kernels::PagedAttentionParams attention_params(const StepBatch& batch, const kernels::PagedKv& kv,
+  kernels::PagedAttentionParams attention_params(const StepShape& st, const kernels::PagedKv& kv,
                                                  const AttentionPart& part, float scale) const {
     const std::size_t q_width = config.heads * config.head_dim;
-    const kernels::TokenLayout layout{block_tables.as<std::int32_t>(), batch.max_blocks,
+    const kernels::TokenLayout layout{block_tables.as<std::int32_t>(), st.max_blocks,
                                       token_seq.as<std::int32_t>() + part.begin, positions.as<std::int32_t>() + part.begin,
                                       part.end - part.begin};
     return {kv, layout, q.as<float>() + part.begin * q_width, attn.as<float>() + part.begin * q_width, config.heads,
             scale};
   }
 
+  float attention_scale() const { return 1.0f / std::sqrt(static_cast<float>(config.head_dim)); }
+
+  // Grows a per-step buffer; any growth invalidates captured graphs (they hold the old pointers).
+  void grow(kc::DeviceBuffer& buffer, std::size_t bytes) {
+    if (buffer.bytes() >= bytes) return;
+    ensure(buffer, bytes);
+    ++buffers_generation;
+  }
+
+  // Sizes every per-step buffer for `T` tokens and `R` logit rows, and the attention workspace
+  // for `st`'s parts. Called before a step's first launch (and before a capture).
+  void reserve(std::size_t T, std::size_t R) {
+    const ModelConfig& c = config;
+    const std::size_t dim = c.dim, q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
+    const std::size_t widest = std::max({dim, q_width, c.ffn_dim});
+    grow(x, T * dim * sizeof(float));
+    grow(h, T * dim * sizeof(float));
+    grow(h_half, T * widest * dtype_bytes(options.weight_dtype));
+    grow(q, T * q_width * sizeof(float));
+    grow(attn, T * q_width * sizeof(float));
+    grow(k, T * kv_width * sizeof(float));
+    grow(v, T * kv_width * sizeof(float));
+    grow(gate, T * c.ffn_dim * sizeof(float));
+    grow(up, T * c.ffn_dim * sizeof(float));
+    grow(selected, std::max<std::size_t>(R, 1) * dim * sizeof(float));
+    grow(logits, std::max<std::size_t>(R, 1) * c.vocab_size * sizeof(float));
+    grow(tokens, std::max<std::size_t>(T, 1) * sizeof(std::int32_t));
+    grow(positions, std::max<std::size_t>(T, 1) * sizeof(std::int32_t));
+    grow(token_seq, std::max<std::size_t>(T, 1) * sizeof(std::int32_t));
+    grow(logit_rows, std::max<std::size_t>(R, 1) * sizeof(std::int32_t));
+  }
+
+  void reserve_workspace(const StepShape& st) {
+    std::size_t bytes = 16;
+    for (const AttentionPart& part : st.parts) {
+      if (part.begin == part.end) continue;
+      bytes = std::max(bytes, kc::paged_attention_workspace_bytes(attention_params(st, layer_kv(0), part, attention_scale()),
+                                                                  part.shape));
+    }
+    grow(attn_workspace, bytes);
+  }
+
   template <class T>
   void upload(kc::DeviceBuffer& buffer, const std::vector<T>& host) {
-    ensure(buffer, std::max<std::size_t>(host.size(), 1) * sizeof(T));
+    grow(buffer, std::max<std::size_t>(host.size(), 1) * sizeof(T));
     kc::memcpy_async(buffer.get(), host.data(), host.size() * sizeof(T), stream.handle());
   }
 
-  // Every layer for the batch's tokens; leaves the logits of batch.logit_rows in `logits`.
-  void run(const StepBatch& batch) {
+  // Enqueues the whole step: embedding, every layer, the logits of rows logit_rows[0..R). Reads
+  // only device buffers and `st`, allocates nothing and never synchronises, so a CUDA graph can
+  // capture it.
+  void launch(const StepShape& st) {
     const ModelConfig& c = config;
-    const std::size_t T = batch.tokens.size();
-    TG_CHECK(T > 0 && batch.positions.size() == T && batch.token_seq.size() == T);
-    const std::size_t dim = c.dim, q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
-    const std::size_t widest = std::max({dim, q_width, c.ffn_dim});
-    ensure(x, T * dim * sizeof(float));
-    ensure(h, T * dim * sizeof(float));
-    ensure(h_half, T * widest * dtype_bytes(options.weight_dtype));
-    ensure(q, T * q_width * sizeof(float));
-    ensure(attn, T * q_width * sizeof(float));
-    ensure(k, T * kv_width * sizeof(float));
-    ensure(v, T * kv_width * sizeof(float));
-    ensure(gate, T * c.ffn_dim * sizeof(float));
-    ensure(up, T * c.ffn_dim * sizeof(float));
-    const std::size_t R = batch.logit_rows.size();
-    ensure(selected, std::max<std::size_t>(R, 1) * dim * sizeof(float));
-    ensure(logits, std::max<std::size_t>(R, 1) * c.vocab_size * sizeof(float));
-    // Every buffer grows before the step's first launch: one replaced mid-step would make cudaFree
-    // wait for the stream.
-
-    for (const TokenId t : batch.tokens) TG_CHECK(t >= 0 && static_cast<std::size_t>(t) < c.vocab_size);
-    upload(tokens, batch.tokens);
-    upload(positions, batch.positions);
-    upload(token_seq, batch.token_seq);
-    upload(block_tables, batch.block_tables);
-    upload(logit_rows, batch.logit_rows);
-
-    // The engine puts decode tokens (one per sequence) first, then prefill chunks. Attention runs
-    // as two launches over those two runs of tokens: the split-K decode kernel for the first, the
-    // tiled prefill kernel for the rest (either alone when the step has only one kind).
-    std::vector<std::size_t> per_seq(batch.num_sequences(), 0);
-    for (std::size_t t = 0; t < T; ++t) ++per_seq[static_cast<std::size_t>(batch.token_seq[t])];
-    std::size_t decode_tokens = 0;
-    while (decode_tokens < T && per_seq[static_cast<std::size_t>(batch.token_seq[decode_tokens])] == 1) ++decode_tokens;
-    AttentionPart parts[2];
-    parts[0] = {0, decode_tokens, {}};
-    parts[1] = {decode_tokens, T, {}};
-    for (AttentionPart& part : parts) {
-      for (std::size_t t = part.begin; t < part.end; ++t) {
-        part.shape.max_context_len = std::max(part.shape.max_context_len, static_cast<std::size_t>(batch.positions[t]) + 1);
-        part.shape.max_query_len = std::max(part.shape.max_query_len, per_seq[static_cast<std::size_t>(batch.token_seq[t])]);
-      }
-    }
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    const std::size_t T = st.tokens, R = st.logit_rows;
+    const std::size_t dim = c.dim, q_width = c.heads * c.head_dim;
+    const float scale = attention_scale();
     void* s = stream.handle();
-    // Every layer's attention has the same shapes: one workspace, sized before any launch.
-    std::size_t workspace_bytes = 16;
-    for (const AttentionPart& part : parts) {
-      if (part.begin == part.end) continue;
-      workspace_bytes = std::max(workspace_bytes,
-                                 kc::paged_attention_workspace_bytes(attention_params(batch, layer_kv(0), part, scale), part.shape));
-    }
-    ensure(attn_workspace, workspace_bytes);
-
     must(kc::embedding_lookup(options.weight_dtype, embedding.data.get(), c.vocab_size, dim, tokens.as<std::int32_t>(),
                               T, x.as<float>(), s));
     for (std::size_t l = 0; l < c.layers; ++l) {
@@ -252,10 +263,10 @@ struct CudaExecutor::Impl {
       must(kc::rope(q.as<float>(), positions.as<int>(), T, c.heads, c.head_dim, c.rope_dims, c.rope_base, s));
       must(kc::rope(k.as<float>(), positions.as<int>(), T, c.kv_heads, c.head_dim, c.rope_dims, c.rope_base, s));
       const kernels::PagedKv kv = layer_kv(l);
-      must(kc::kv_append({kv, attention_params(batch, kv, {0, T, {}}, scale).layout, k.as<float>(), v.as<float>()}, s));
-      for (const AttentionPart& part : parts) {
+      must(kc::kv_append({kv, attention_params(st, kv, {0, T, {}}, scale).layout, k.as<float>(), v.as<float>()}, s));
+      for (const AttentionPart& part : st.parts) {
         if (part.begin == part.end) continue;
-        must(kc::paged_attention(attention_params(batch, kv, part, scale), part.shape,
+        must(kc::paged_attention(attention_params(st, kv, part, scale), part.shape,
                                  {attn_workspace.get(), attn_workspace.bytes()}, s));
       }
       to_half(attn, T * q_width);
@@ -269,14 +280,152 @@ struct CudaExecutor::Impl {
       to_half(gate, T * c.ffn_dim);
       project(h_half, w.w_down, x.get(), T, true);  // x += act · Wdown^T
     }
-
     if (R == 0) return;
-    for (const std::int32_t r : batch.logit_rows) TG_CHECK(r >= 0 && static_cast<std::size_t>(r) < T);
     must(kc::gather_rows(x.as<float>(), logit_rows.as<std::int32_t>(), R, dim, selected.as<float>(), s));
     must(kc::rms_norm(selected.as<float>(), output_norm.data.as<float>(), selected.as<float>(), R, dim, c.rms_eps, s));
     to_half(selected, R * dim);
     project(h_half, tied_output ? embedding : output, logits.get(), R, false);
   }
+
+  // Every layer for the batch's tokens; leaves the logits of batch.logit_rows in logits[0..R).
+  void run(const StepBatch& batch) {
+    const ModelConfig& c = config;
+    const std::size_t T = batch.tokens.size();
+    TG_CHECK(T > 0 && batch.positions.size() == T && batch.token_seq.size() == T);
+    for (const TokenId t : batch.tokens) TG_CHECK(t >= 0 && static_cast<std::size_t>(t) < c.vocab_size);
+    for (const std::int32_t r : batch.logit_rows) TG_CHECK(r >= 0 && static_cast<std::size_t>(r) < T);
+
+    // The engine puts decode tokens (one per sequence) first, then prefill chunks. Attention runs
+    // as two launches over those two runs of tokens: the split-K decode kernel for the first, the
+    // tiled prefill kernel for the rest (either alone when the step has only one kind).
+    std::vector<std::size_t> per_seq(batch.num_sequences(), 0);
+    for (std::size_t t = 0; t < T; ++t) ++per_seq[static_cast<std::size_t>(batch.token_seq[t])];
+    std::size_t decode_tokens = 0;
+    while (decode_tokens < T && per_seq[static_cast<std::size_t>(batch.token_seq[decode_tokens])] == 1) ++decode_tokens;
+    StepShape st{T, batch.logit_rows.size(), batch.max_blocks, {{0, decode_tokens, {}}, {decode_tokens, T, {}}}};
+    std::size_t max_context = 0;
+    for (AttentionPart& part : st.parts) {
+      for (std::size_t t = part.begin; t < part.end; ++t) {
+        part.shape.max_context_len = std::max(part.shape.max_context_len, static_cast<std::size_t>(batch.positions[t]) + 1);
+        part.shape.max_query_len = std::max(part.shape.max_query_len, per_seq[static_cast<std::size_t>(batch.token_seq[t])]);
+      }
+      max_context = std::max(max_context, part.shape.max_context_len);
+    }
+    if (options.cuda_graphs && decode_tokens == T && graphable(batch, max_context)) return run_graph(batch, max_context);
+
+    // Every buffer grows before the step's first launch: one replaced mid-step would make
+    // cudaFree wait for the stream.
+    reserve(T, st.logit_rows);
+    reserve_workspace(st);
+    upload(tokens, batch.tokens);
+    upload(positions, batch.positions);
+    upload(token_seq, batch.token_seq);
+    upload(block_tables, batch.block_tables);
+    upload(logit_rows, batch.logit_rows);
+    launch(st);
+  }
+
+  // ---- CUDA graphs for pure decode steps ----------------------------------------------------
+  // A step of B' <= kGraphBatches.back() decode tokens replays the graph captured for the batch
+  // bucket B >= B' and the context bucket C >= its longest context. Padding tokens (B - B') are
+  // token 0 at position 0 of a sequence whose table names only the scratch block (one block past
+  // the BlockManager's pool), so they write and read nothing anyone else owns. Every step the
+  // token arrays and block tables (width graph_max_blocks) are copied into the fixed buffers the
+  // graph reads. The same kernels as the eager path; only the decode attention's split may
+  // differ (it is planned for the context bucket), so results agree to fp32 summation order.
+  static constexpr std::size_t kGraphBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+  static constexpr std::size_t kMinGraphContext = 256;
+
+  bool graphable(const StepBatch& batch, std::size_t max_context) const {
+    if (batch.tokens.size() > kGraphBatches[std::size(kGraphBatches) - 1]) return false;
+    if (batch.max_blocks > graph_max_blocks || max_context > graph_max_blocks * options.block_size) return false;
+    if (batch.logit_rows.size() != batch.tokens.size()) return false;
+    for (std::size_t r = 0; r < batch.logit_rows.size(); ++r)
+      if (batch.logit_rows[r] != static_cast<std::int32_t>(r)) return false;
+    return true;
+  }
+
+  StepShape graph_shape(std::size_t bucket, std::size_t context) const {
+    StepShape st{bucket, bucket, graph_max_blocks, {{0, bucket, {}}, {bucket, bucket, {}}}};
+    st.parts[0].shape.max_context_len = context;
+    st.parts[0].shape.max_query_len = 1;
+    return st;
+  }
+
+  // Sizes every buffer for the largest graph once, so that eager steps up to max_batch_tokens and
+  // every graph bucket fit without growing (growing would force recaptures).
+  void reserve_for_graphs() {
+    const std::size_t most = kGraphBatches[std::size(kGraphBatches) - 1];
+    reserve(std::max(most, options.max_batch_tokens), most);
+    grow(block_tables, most * graph_max_blocks * sizeof(std::int32_t));
+    grow(next_tokens, most * sizeof(std::int32_t));
+    for (std::size_t context = kMinGraphContext;; context *= 2) {
+      const std::size_t capped = std::min(context, graph_max_blocks * options.block_size);
+      for (std::size_t b : kGraphBatches) reserve_workspace(graph_shape(b, capped));
+      if (capped == graph_max_blocks * options.block_size) break;
+    }
+  }
+
+  void run_graph(const StepBatch& batch, std::size_t max_context) {
+    const std::size_t T = batch.tokens.size();
+    const std::size_t bucket = *std::lower_bound(std::begin(kGraphBatches), std::end(kGraphBatches), T);
+    std::size_t context = kMinGraphContext;
+    while (context < max_context) context *= 2;
+    context = std::min(context, graph_max_blocks * options.block_size);
+    const auto scratch = static_cast<std::int32_t>(num_blocks);  // the block past the pool
+
+    padded_tokens.assign(bucket, 0);
+    padded_positions.assign(bucket, 0);
+    padded_seq.resize(bucket);
+    padded_tables.assign(bucket * graph_max_blocks, scratch);
+    padded_rows.resize(bucket);
+    for (std::size_t t = 0; t < bucket; ++t) {
+      padded_rows[t] = static_cast<std::int32_t>(t);
+      padded_seq[t] = static_cast<std::int32_t>(t);  // padding: its own row of scratch blocks
+    }
+    const std::size_t rows = batch.num_sequences();
+    TG_CHECK(rows <= bucket);
+    for (std::size_t t = 0; t < T; ++t) {
+      padded_tokens[t] = batch.tokens[t];
+      padded_positions[t] = batch.positions[t];
+      padded_seq[t] = batch.token_seq[t];
+    }
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::copy_n(batch.block_tables.begin() + static_cast<long>(r * batch.max_blocks), batch.max_blocks,
+                  padded_tables.begin() + static_cast<long>(r * graph_max_blocks));
+    }
+    // Rows the real tokens do not use keep scratch tables; so do the padding tokens' rows, which
+    // may coincide with a real row index only if that row is unused (rows <= T in a decode step).
+    for (std::size_t t = T; t < bucket; ++t) TG_CHECK(t >= rows);
+    for (std::int32_t& b : padded_tables)
+      if (b < 0) b = scratch;  // unused table slots (never read below a token's position)
+
+    kc::memcpy_async(tokens.get(), padded_tokens.data(), bucket * sizeof(std::int32_t), stream.handle());
+    kc::memcpy_async(positions.get(), padded_positions.data(), bucket * sizeof(std::int32_t), stream.handle());
+    kc::memcpy_async(token_seq.get(), padded_seq.data(), bucket * sizeof(std::int32_t), stream.handle());
+    kc::memcpy_async(block_tables.get(), padded_tables.data(), padded_tables.size() * sizeof(std::int32_t),
+                     stream.handle());
+    kc::memcpy_async(logit_rows.get(), padded_rows.data(), bucket * sizeof(std::int32_t), stream.handle());
+
+    CapturedGraph& g = graphs[{bucket, context}];
+    if (!g.graph || g.generation != buffers_generation) {
+      const StepShape st = graph_shape(bucket, context);
+      kc::Graph::begin_capture(stream.handle());
+      launch(st);
+      g.graph = kc::Graph::end_capture(stream.handle());
+      g.generation = buffers_generation;
+    }
+    g.graph.launch(stream.handle());
+  }
+
+  struct CapturedGraph {
+    kc::Graph graph;
+    std::uint64_t generation = 0;
+  };
+  std::size_t graph_max_blocks = 0;  // block table width of graph steps: the model's context
+  std::uint64_t buffers_generation = 0;
+  std::map<std::pair<std::size_t, std::size_t>, CapturedGraph> graphs;  // (batch bucket, context bucket)
+  std::vector<std::int32_t> padded_tokens, padded_positions, padded_seq, padded_tables, padded_rows;
 };
 
 CudaExecutor::CudaExecutor(const Model& model, CudaExecutorOptions options) {
@@ -364,7 +513,7 @@ void CudaExecutor::forward_greedy(const StepBatch& batch, std::vector<TokenId>& 
 
 void CudaExecutor::copy_blocks(std::span<const BlockCopy> copies) {
   Impl& m = *impl_;
-  const std::size_t block_bytes = m.layer_kv_bytes / m.num_blocks;
+  const std::size_t block_bytes = m.layer_kv_bytes / (m.num_blocks + 1);
   for (const BlockCopy& c : copies) {
     TG_CHECK(c.from >= 0 && c.to >= 0 && static_cast<std::size_t>(c.from) < m.num_blocks &&
              static_cast<std::size_t>(c.to) < m.num_blocks);
@@ -390,5 +539,6 @@ std::string CudaExecutor::describe() const {
 std::size_t CudaExecutor::num_blocks() const { return impl_->num_blocks; }
 std::size_t CudaExecutor::weight_bytes() const { return impl_->weight_bytes; }
 std::size_t CudaExecutor::kv_cache_bytes() const { return impl_->k_cache.bytes() + impl_->v_cache.bytes(); }
+std::size_t CudaExecutor::captured_graphs() const { return impl_->graphs.size(); }
 
 }  // namespace tiergate::engine

@@ -30,6 +30,10 @@ struct CudaExecutorOptions {
   kernels::DType kv_dtype = kernels::DType::kF16;      // F16 or BF16
   kernels::DType weight_dtype = kernels::DType::kF16;  // F16 or BF16
   bool tie_embeddings = true;  // dummy weights only: the output projection is the embedding table
+  // Pure decode steps of up to 256 sequences replay CUDA graphs captured per (batch, context)
+  // bucket: one launch instead of ~14 per layer. Off until the GPU tests have run it.
+  bool cuda_graphs = false;
+  std::size_t max_batch_tokens = 0;  // largest step the engine sends (sizes buffers up front)
 };
 
 class CudaExecutor final : public Executor {
@@ -52,6 +56,7 @@ class CudaExecutor final : public Executor {
   std::size_t num_blocks() const;
   std::size_t weight_bytes() const;  // device bytes of the weights, read once per decode step
   std::size_t kv_cache_bytes() const;
+  std::size_t captured_graphs() const;  // CUDA graphs captured so far
 
  private:
   struct Impl;

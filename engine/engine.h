@@ -42,6 +42,7 @@ struct EngineConfig {
   Device device = Device::kCpu;
   std::size_t num_blocks = 2048;   // KV blocks in the pool (CUDA: 0 = sized from free memory)
   double kv_cache_memory_fraction = 0.8;  // CUDA: share of the memory free after the weights
+  bool cuda_graphs = false;               // CUDA: replay pure decode steps from captured graphs
   std::size_t block_size = 16;     // tokens per block
   std::size_t max_running = 64;    // sequences in the running batch
   std::size_t token_budget = 512;  // tokens per step, decode + prefill chunks

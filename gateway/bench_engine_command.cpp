@@ -16,7 +16,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage =
     "usage: tiergate bench-engine [--model PATH] [--batch 1,4,16,64] [--prompt-tokens 128]\n"
-    "       [--gen-tokens 64] [--threads N] [--device auto|cpu|cuda] [--json]\n";
+    "       [--gen-tokens 64] [--threads N] [--device auto|cpu|cuda] [--cuda-graphs] [--json]\n";
 
 constexpr const char* kCorpus =
     "The history of computing is a story of abstraction. Early machines were programmed by wiring "
@@ -46,10 +46,11 @@ std::vector<std::vector<engine::TokenId>> make_prompts(const engine::Tokenizer& 
 }
 
 Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prompt_tokens, std::size_t gen_tokens,
-                 std::size_t threads, engine::Device device) {
+                 std::size_t threads, engine::Device device, bool cuda_graphs) {
   engine::EngineConfig config;
   config.threads = threads;
   config.device = device;
+  config.cuda_graphs = cuda_graphs;
   config.max_running = batch;
   config.token_budget = std::max<std::size_t>(512, batch);
   config.num_blocks = batch * ((prompt_tokens + gen_tokens) / config.block_size + 2) + 4;
@@ -100,7 +101,7 @@ Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prom
 int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   try {
     const CliArgs a(args, {"--model", "--batch", "--prompt-tokens", "--gen-tokens", "--threads", "--device"},
-                    {"--json"});
+                    {"--json", "--cuda-graphs"});
     const auto model = engine::Model::load(a.get("--model", default_model_path()));
     const auto prompt_tokens = a.count("--prompt-tokens", 128);
     const auto gen_tokens = a.count("--gen-tokens", 64);
@@ -120,7 +121,7 @@ int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, st
       out << "batch  prefill_tok/s  decode_tok/s  decode_ms/step  kv_waste\n";
     }
     for (std::size_t b : batches) {
-      const Result r = run_batch(*model, b, prompt_tokens, gen_tokens, threads, device_flag(a));
+      const Result r = run_batch(*model, b, prompt_tokens, gen_tokens, threads, device_flag(a), a.has("--cuda-graphs"));
       char line[256];
       if (json) {
         std::snprintf(line, sizeof line,

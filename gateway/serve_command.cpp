@@ -28,7 +28,7 @@ constexpr const char* kServeUsage =
     "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
     "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n"
     "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)]\n"
-    "       [--device auto|cpu|cuda (auto)] [--kv-cache-memory-fraction F (0.8, CUDA)]\n";
+    "       [--device auto|cpu|cuda (auto)] [--kv-cache-memory-fraction F (0.8, CUDA)] [--cuda-graphs]\n";
 
 template <typename T, void (*Free)(T*)>
 struct Deleter {
@@ -81,7 +81,7 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
                      "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs",
                      "--max-num-batched-tokens", "--threads", "--http-threads", "--model", "--stand-in-engine",
                      "--session-ttl", "--max-sessions", "--device", "--kv-cache-memory-fraction"},
-                    {"--insecure-http"});
+                    {"--insecure-http", "--cuda-graphs"});
     const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
     const std::string state_dir = a.get("--state-dir", "state");
     const std::string qos_path = a.get("--qos-config-path", "config/qos_config.json");
@@ -117,6 +117,7 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     config.device = device_flag(a);
     config.num_blocks = a.count("--kv-cache-blocks", 0);  // 0: 2048 on the CPU, from free memory on a GPU
     config.kv_cache_memory_fraction = a.number("--kv-cache-memory-fraction", 0.8);
+    config.cuda_graphs = a.has("--cuda-graphs");
     if (config.kv_cache_memory_fraction <= 0 || config.kv_cache_memory_fraction > 1)
       throw CliError("--kv-cache-memory-fraction must be in (0, 1]");
     const auto stand_in = a.count("--stand-in-engine", 0);

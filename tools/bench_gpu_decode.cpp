@@ -4,7 +4,7 @@
 // the step time, and at each batch the time one read of the weights takes at the GPU's HBM peak
 // (the floor of a decode step). tools/bench_gpu_vs_hf.py runs this next to HF transformers.
 //   bench_gpu_decode [--shape llama-1b|smollm2-135m] [--batch 1,16,64,256] [--prompt-tokens 128]
-//                    [--decode-steps 128] [--peak-gbps G] [--json]
+//                    [--decode-steps 128] [--peak-gbps G] [--cuda-graphs] [--json]
 // Without a GPU it says why and exits 0.
 #include <algorithm>
 #include <chrono>
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   std::string shape = "llama-1b", batches = "1,16,64,256";
   std::size_t prompt = 128, steps = 128;
   double peak = 0;
-  bool json = false;
+  bool json = false, cuda_graphs = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
     else if (a == "--decode-steps") steps = std::strtoul(value().c_str(), nullptr, 10);
     else if (a == "--peak-gbps") peak = std::strtod(value().c_str(), nullptr);
     else if (a == "--json") json = true;
+    else if (a == "--cuda-graphs") cuda_graphs = true;
     else {
       std::fprintf(stderr, "bench_gpu_decode: unknown argument %s\n", a.c_str());
       return 2;
@@ -154,10 +155,13 @@ int main(int argc, char** argv) {
   if (peak == 0) peak = peak_gbps_of(info.name);
   CudaExecutorOptions options;
   options.kv_cache_memory_fraction = 0.5;
+  options.cuda_graphs = cuda_graphs;
+  options.max_batch_tokens = 4096;
   CudaExecutor gpu(c, options, 1234);
   const double weight_read_ms = peak > 0 ? static_cast<double>(gpu.weight_bytes()) / (peak * 1e9) * 1e3 : 0;
   if (!json) {
-    std::printf("%s on %s (HBM peak %.0f GB/s): %s\n", shape.c_str(), info.name.c_str(), peak, gpu.describe().c_str());
+    std::printf("%s on %s (HBM peak %.0f GB/s), CUDA graphs %s: %s\n", shape.c_str(), info.name.c_str(), peak,
+                cuda_graphs ? "on" : "off", gpu.describe().c_str());
     std::printf("weights %.1f MiB: one read at peak takes %.3f ms; %zu prompt tokens, %zu timed decode steps\n",
                 static_cast<double>(gpu.weight_bytes()) / (1 << 20), weight_read_ms, prompt, steps);
     std::printf("batch  prefill_s  decode_tok/s  step_ms  step/weight_read\n");
@@ -169,8 +173,9 @@ int main(int argc, char** argv) {
     const Result r = run(gpu, c, b, prompt, steps);
     if (json) {
       std::printf("{\"shape\": \"%s\", \"device\": \"%s\", \"batch\": %zu, \"decode_tps\": %.1f, \"step_ms\": %.4f, "
-                  "\"weight_read_ms\": %.4f}\n",
-                  shape.c_str(), info.name.c_str(), b, r.decode_tps, r.step_ms, weight_read_ms);
+                  "\"weight_read_ms\": %.4f, \"cuda_graphs\": %s}\n",
+                  shape.c_str(), info.name.c_str(), b, r.decode_tps, r.step_ms, weight_read_ms,
+                  cuda_graphs ? "true" : "false");
     } else {
       std::printf("%5zu  %9.3f  %12.1f  %7.3f  %16.2f\n", b, r.prefill_s, r.decode_tps, r.step_ms,
                   weight_read_ms > 0 ? r.step_ms / weight_read_ms : 0.0);

@@ -66,28 +66,31 @@ def main():
     ap.add_argument("--decode-steps", type=int, default=128)
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
-    ours = {}
-    out = subprocess.run([args.binary, "--shape", args.shape, "--batch", args.batch, "--prompt-tokens",
-                          str(args.prompt_tokens), "--decode-steps", str(args.decode_steps), "--json"],
-                         check=True, capture_output=True, text=True).stdout
+    ours = {False: {}, True: {}}  # CUDA graphs off / on
     device = "?"
     weight_read_ms = 0.0
-    for line in out.splitlines():
-        if line.startswith("{"):
-            r = json.loads(line)
-            ours[r["batch"]] = r
-            device, weight_read_ms = r["device"], r["weight_read_ms"]
-        else:
-            print(line)
+    for graphs in (False, True):
+        cmd = [args.binary, "--shape", args.shape, "--batch", args.batch, "--prompt-tokens", str(args.prompt_tokens),
+               "--decode-steps", str(args.decode_steps), "--json"] + (["--cuda-graphs"] if graphs else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                ours[graphs][r["batch"]] = r
+                device, weight_read_ms = r["device"], r["weight_read_ms"]
+            else:
+                print(line)
     hf = hf_decode_tps(args.shape, batches, args.prompt_tokens, args.decode_steps)
     print(f"{args.shape} on {device}, fp16, {args.prompt_tokens} prompt + {args.decode_steps} decode tokens per sequence")
-    print(f"{'batch':>5} {'tiergate tok/s':>15} {'HF tok/s':>10} {'ratio':>7} {'step ms':>8} {'step/weight read':>17}")
+    print(f"{'batch':>5} {'eager tok/s':>12} {'graphs tok/s':>13} {'HF tok/s':>10} {'best/HF':>8} "
+          f"{'step ms (graphs)':>17} {'step/weight read':>17}")
     for b in batches:
-        if b not in ours:
+        if b not in ours[False] or b not in ours[True]:
             continue
-        r = ours[b]
-        print(f"{b:>5} {r['decode_tps']:>15.1f} {hf[b]:>10.1f} {r['decode_tps'] / hf[b]:>7.2f} {r['step_ms']:>8.3f} "
-              f"{r['step_ms'] / weight_read_ms if weight_read_ms else 0:>17.2f}")
+        e, g = ours[False][b], ours[True][b]
+        best = max(e["decode_tps"], g["decode_tps"])
+        print(f"{b:>5} {e['decode_tps']:>12.1f} {g['decode_tps']:>13.1f} {hf[b]:>10.1f} {best / hf[b]:>8.2f} "
+              f"{g['step_ms']:>17.3f} {g['step_ms'] / weight_read_ms if weight_read_ms else 0:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ case "$mode" in
     export TIERGATE_MODEL=/tmp/model.gguf
     .gpu/bin/engine_cuda_tests 2>&1 | tee "$out/engine_cuda_tests.log" | tail -5
     .gpu/bin/tiergate bench-engine --model /tmp/model.gguf --device cuda --batch 1,16,64,256 | tee "$out/bench_engine_gpu.txt"
+    .gpu/bin/tiergate bench-engine --model /tmp/model.gguf --device cuda --cuda-graphs --batch 1,16,64,256 |
+      tee -a "$out/bench_engine_gpu.txt"
     python3 tools/bench_gpu_vs_hf.py --binary .gpu/bin/bench_gpu_decode | tee "$out/bench_gpu_vs_hf.txt"
     ;;
   *)

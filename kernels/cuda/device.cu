@@ -93,4 +93,35 @@ void Stream::synchronize() const {
   TG_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
 }
 
+Graph::~Graph() {
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+}
+
+Graph& Graph::operator=(Graph&& other) noexcept {
+  if (this != &other) {
+    if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+    exec_ = std::exchange(other.exec_, nullptr);
+  }
+  return *this;
+}
+
+void Graph::begin_capture(void* stream) {
+  TG_CUDA_CHECK(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal));
+}
+
+Graph Graph::end_capture(void* stream) {
+  cudaGraph_t graph = nullptr;
+  TG_CUDA_CHECK(cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &graph));
+  cudaGraphExec_t exec = nullptr;
+  TG_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  TG_CUDA_CHECK(cudaGraphDestroy(graph));
+  Graph g;
+  g.exec_ = exec;
+  return g;
+}
+
+void Graph::launch(void* stream) const {
+  TG_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), static_cast<cudaStream_t>(stream)));
+}
+
 }  // namespace tiergate::kernels::cuda

@@ -84,4 +84,26 @@ class Stream {
   void* stream_ = nullptr;
 };
 
+// A CUDA graph captured from the work one thread enqueues on a stream, then replayed with one
+// launch (the decode step: hundreds of small kernels at one launch's host cost). begin_capture and
+// end_capture bracket the enqueueing; nothing in between may allocate, synchronise or read device
+// memory from the host. Owns the instantiated graph.
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();
+  Graph(Graph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+  Graph& operator=(Graph&& other) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  static void begin_capture(void* stream);
+  static Graph end_capture(void* stream);  // aborts when the capture was invalidated
+  void launch(void* stream) const;
+  explicit operator bool() const { return exec_ != nullptr; }
+
+ private:
+  void* exec_ = nullptr;  // cudaGraphExec_t
+};
+
 }  // namespace tiergate::kernels::cuda

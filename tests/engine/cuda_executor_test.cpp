@@ -173,5 +173,73 @@ TEST(CudaExecutor, DummyWeightsOfAGivenShapeRun) {
   EXPECT_EQ(next[1], best);
 }
 
+// Pure decode steps replayed from CUDA graphs (padded to a batch bucket, split for a context
+// bucket) give the eager path's logits and greedy tokens; mixed and prefill steps stay eager.
+TEST(CudaExecutor, GraphReplayedDecodeMatchesEagerSteps) {
+  TG_REQUIRE_GPU();
+  ModelConfig shape;
+  shape.architecture = "llama";
+  shape.vocab_size = 32000;
+  shape.dim = 512;
+  shape.layers = 2;
+  shape.heads = 8;
+  shape.kv_heads = 2;
+  shape.head_dim = 64;
+  shape.ffn_dim = 1408;
+  shape.context_length = 4096;
+  shape.rope_dims = 64;
+  CudaExecutorOptions eager_options;
+  eager_options.num_blocks = 512;
+  CudaExecutorOptions graph_options = eager_options;
+  graph_options.cuda_graphs = true;
+  graph_options.max_batch_tokens = 1024;
+  CudaExecutor eager(shape, eager_options, 7);
+  CudaExecutor graphs(shape, graph_options, 7);  // same seed: same weights
+  for (const std::size_t batch : {1u, 3u, 17u}) {
+    BlockManager bm_eager(512, 16), bm_graph(512, 16);
+    std::vector<std::vector<TokenId>> seqs(batch);
+    for (std::size_t s = 0; s < batch; ++s) {
+      for (std::size_t i = 0; i < 20 + 37 * s; ++i) seqs[s].push_back(static_cast<TokenId>((s * 131 + i * 17) % 32000));
+      ASSERT_TRUE(bm_eager.allocate(s + 1, seqs[s]));
+      ASSERT_TRUE(bm_graph.allocate(s + 1, seqs[s]));
+    }
+    std::vector<std::size_t> computed(batch, 0);
+    for (int step = 0; step < 6; ++step) {  // step 0: prefill (eager in both); then decode
+      StepBatch b_eager, b_graph;
+      for (StepBatch* b : {&b_eager, &b_graph}) {
+        BlockManager& bm = b == &b_eager ? bm_eager : bm_graph;
+        for (std::size_t s = 0; s < batch; ++s) b->max_blocks = std::max(b->max_blocks, bm.block_table(s + 1).size());
+        for (std::size_t s = 0; s < batch; ++s) {
+          const std::int32_t row = b->add_sequence(bm.block_table(s + 1));
+          for (std::size_t p = computed[s]; p < seqs[s].size(); ++p)
+            b->add_token(seqs[s][p], static_cast<std::int32_t>(p), row, p + 1 == seqs[s].size());
+        }
+      }
+      std::vector<float> le, lg;
+      eager.forward(b_eager, le);
+      graphs.forward(b_graph, lg);
+      ASSERT_EQ(le.size(), lg.size());
+      float worst = 0;
+      for (std::size_t i = 0; i < le.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(lg[i])) << "batch " << batch << " step " << step << " logit " << i;
+        worst = std::max(worst, std::abs(le[i] - lg[i]) / (1e-3f + std::abs(le[i])));
+      }
+      EXPECT_LT(worst, 1e-3f) << "batch " << batch << " step " << step;
+      for (std::size_t s = 0; s < batch; ++s) {
+        const float* row = le.data() + s * shape.vocab_size;
+        const auto best = static_cast<TokenId>(std::max_element(row, row + shape.vocab_size) - row);
+        computed[s] = seqs[s].size();
+        bm_eager.mark_computed(s + 1, computed[s]);
+        bm_graph.mark_computed(s + 1, computed[s]);
+        seqs[s].push_back(best);
+        ASSERT_TRUE(bm_eager.append(s + 1, std::vector<TokenId>{best}));
+        ASSERT_TRUE(bm_graph.append(s + 1, std::vector<TokenId>{best}));
+      }
+    }
+  }
+  EXPECT_GE(graphs.captured_graphs(), 3u);  // buckets 1, 4 and 32 at least
+  EXPECT_EQ(eager.captured_graphs(), 0u);
+}
+
 }  // namespace
 }  // namespace tiergate::engine
