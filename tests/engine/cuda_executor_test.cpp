@@ -127,10 +127,8 @@ TEST(CudaExecutor, ForkedChoicesShareThePromptAndAgree) {
   EXPECT_EQ(choices[0], choices[1]);
 }
 
-// --load-format dummy: a Llama shape with random weights runs, sizes its KV pool from free
-// memory and gives finite logits and in-range greedy tokens.
-TEST(CudaExecutor, DummyWeightsOfAGivenShapeRun) {
-  TG_REQUIRE_GPU();
+// A small GQA Llama shape for dummy-weight tests.
+ModelConfig small_llama_shape() {
   ModelConfig shape;
   shape.architecture = "llama";
   shape.vocab_size = 32000;
@@ -140,8 +138,16 @@ TEST(CudaExecutor, DummyWeightsOfAGivenShapeRun) {
   shape.kv_heads = 2;
   shape.head_dim = 64;
   shape.ffn_dim = 1408;
-  shape.context_length = 2048;
+  shape.context_length = 4096;
   shape.rope_dims = 64;
+  return shape;
+}
+
+// --load-format dummy: a Llama shape with random weights runs, sizes its KV pool from free
+// memory and gives finite logits and in-range greedy tokens.
+TEST(CudaExecutor, DummyWeightsOfAGivenShapeRun) {
+  TG_REQUIRE_GPU();
+  const ModelConfig shape = small_llama_shape();
   CudaExecutorOptions options;
   options.kv_cache_memory_fraction = 0.05;
   CudaExecutor gpu(shape, options, 42);
@@ -177,17 +183,7 @@ TEST(CudaExecutor, DummyWeightsOfAGivenShapeRun) {
 // bucket) give the eager path's logits and greedy tokens; mixed and prefill steps stay eager.
 TEST(CudaExecutor, GraphReplayedDecodeMatchesEagerSteps) {
   TG_REQUIRE_GPU();
-  ModelConfig shape;
-  shape.architecture = "llama";
-  shape.vocab_size = 32000;
-  shape.dim = 512;
-  shape.layers = 2;
-  shape.heads = 8;
-  shape.kv_heads = 2;
-  shape.head_dim = 64;
-  shape.ffn_dim = 1408;
-  shape.context_length = 4096;
-  shape.rope_dims = 64;
+  const ModelConfig shape = small_llama_shape();
   CudaExecutorOptions eager_options;
   eager_options.num_blocks = 512;
   CudaExecutorOptions graph_options = eager_options;
