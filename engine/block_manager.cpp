@@ -4,19 +4,9 @@
 #include <unordered_set>
 
 #include "kernels/check.h"
+#include "kernels/mix64.h"
 
 namespace tiergate::engine {
-namespace {
-
-std::uint64_t mix(std::uint64_t x) {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 BlockManager::BlockManager(std::size_t num_blocks, std::size_t block_size)
     : block_size_(block_size), blocks_(num_blocks) {
@@ -27,8 +17,8 @@ BlockManager::BlockManager(std::size_t num_blocks, std::size_t block_size)
 }
 
 std::uint64_t BlockManager::chain_hash(std::uint64_t parent, std::span<const TokenId> tokens) const {
-  std::uint64_t h = mix(parent ^ 0x9e3779b97f4a7c15ull);
-  for (TokenId t : tokens) h = mix(h ^ static_cast<std::uint32_t>(t));
+  std::uint64_t h = kernels::mix64(parent ^ 0x9e3779b97f4a7c15ull);
+  for (TokenId t : tokens) h = kernels::mix64(h ^ static_cast<std::uint32_t>(t));
   return h;
 }
 

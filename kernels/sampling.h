@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "kernels/host_device.h"
+#include "kernels/mix64.h"
 
 namespace tiergate::kernels {
 
@@ -78,13 +79,6 @@ TG_HOST_DEVICE inline float apply_penalties(float logit, std::int32_t output_cou
 #endif
   }
   return l;
-}
-
-// splitmix64's finaliser: a bijection on 64 bits with full avalanche.
-TG_HOST_DEVICE inline std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
 }
 
 // The draw of (seed, step): uniform in [0, 1) with 53 random bits, the same double on every

@@ -1,6 +1,7 @@
 #include "kernels/cuda/batch_ops.h"
 
 #include "kernels/cuda/launch_status.cuh"
+#include "kernels/mix64.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -57,12 +58,6 @@ __global__ void argmax_rows_kernel(const float* __restrict__ logits, std::size_t
     for (int w = 1; w < kArgmaxThreads / 32; ++w) better(best, best_i, warp_best[w], warp_index[w]);
     out[blockIdx.x] = best_i == 0x7fffffff ? 0 : best_i;  // an all-NaN row answers 0
   }
-}
-
-__device__ __forceinline__ std::uint64_t mix64(std::uint64_t z) {  // splitmix64's finaliser
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
 }
 
 template <class T>

@@ -11,17 +11,12 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/quant.h"
+#include "tests/kernels/random_data.h"
 
 namespace tiergate::kernels::cpu {
 namespace {
 
-std::vector<float> random_floats(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_floats;
 
 // Quantises a float row into `type` by way of a reference rounding (weights are made here the
 // simple way: these tests are about the dot products, not about weight quantisation).

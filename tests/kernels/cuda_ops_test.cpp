@@ -28,6 +28,7 @@
 #include "kernels/sampling.h"
 #include "kernels/tensor_type.h"
 #include "tests/kernels/gpu_test_support.h"
+#include "tests/kernels/random_data.h"
 
 namespace tiergate::kernels::cuda {
 namespace {
@@ -48,13 +49,7 @@ std::vector<T> to_host(const DeviceBuffer& d, std::size_t n) {
   return host;
 }
 
-std::vector<float> random_floats(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_floats;
 
 // Compares element by element: |got - want| <= atol + rtol·|want|, NaN only where want is NaN.
 // Reports the count of bad elements and the first few with their index, so a failure names the
