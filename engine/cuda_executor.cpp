@@ -15,6 +15,7 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/sampling.h"
 
 namespace tiergate::engine {
 
@@ -65,6 +66,9 @@ struct CudaExecutor::Impl {
   // Per-step device buffers, grown on demand.
   kc::DeviceBuffer tokens, positions, token_seq, block_tables, logit_rows, next_tokens;
   kc::DeviceBuffer x, h, h_half, q, k, v, attn, gate, up, selected, logits, attn_workspace;
+  // Sampling buffers (outside any graph, so they grow without a recapture).
+  kc::DeviceBuffer draw_rows, draw_logits, draw_params, history_offsets, history_tokens, history_counts,
+      draw_tokens, draw_logprobs, sampling_workspace;
 
   explicit Impl(const ModelConfig& c, CudaExecutorOptions o) : config(c), options(o), gemm(stream.handle()) {}
 
@@ -494,6 +498,53 @@ void CudaExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
   const std::size_t n = batch.logit_rows.size() * m.config.vocab_size;
   logits.resize(n);
   if (n > 0) kc::memcpy_async(logits.data(), m.logits.get(), n * sizeof(float), m.stream.handle());
+  m.stream.synchronize();
+}
+
+void CudaExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out) {
+  Impl& m = *impl_;
+  const std::size_t R = batch.logit_rows.size(), D = draws.size(), vocab = m.config.vocab_size;
+  TG_CHECK(draws.params.size() == D && draws.history_offsets.size() == D + 1);
+  for (const std::int32_t row : draws.logit_rows) TG_CHECK(row >= 0 && static_cast<std::size_t>(row) < R);
+  m.run(batch);
+  void* s = m.stream.handle();
+  // Host → device; pageable copies, done before the host vectors can change.
+  auto stage = [&](kc::DeviceBuffer& buffer, const auto& host) {
+    const std::size_t bytes = host.size() * sizeof(host[0]);
+    ensure(buffer, std::max<std::size_t>(bytes, 16));
+    if (bytes > 0) kc::memcpy_async(buffer.get(), host.data(), bytes, s);
+  };
+  if (D > 0) {
+    // Each draw reads its own copy of its row (several draws share a row when n > 1 forks).
+    stage(m.draw_rows, draws.logit_rows);
+    ensure(m.draw_logits, D * vocab * sizeof(float));
+    must(kc::gather_rows(m.logits.as<float>(), m.draw_rows.as<std::int32_t>(), D, vocab, m.draw_logits.as<float>(), s));
+    stage(m.draw_params, draws.params);
+    stage(m.history_offsets, draws.history_offsets);
+    stage(m.history_tokens, draws.history_tokens);
+    stage(m.history_counts, draws.history_counts);
+    ensure(m.draw_tokens, D * sizeof(std::int32_t));
+    ensure(m.draw_logprobs, D * sizeof(float));
+    const auto rows = static_cast<std::int32_t>(D), width = static_cast<std::int32_t>(vocab);
+    ensure(m.sampling_workspace, std::max<std::size_t>(kc::sampling_workspace_bytes(rows, width), 16));
+    kernels::SamplingBatch b;
+    b.logits = m.draw_logits.as<float>();
+    b.rows = rows;
+    b.vocab = width;
+    b.params = m.draw_params.as<kernels::SamplingRowParams>();
+    b.history_offsets = m.history_offsets.as<std::int32_t>();
+    b.history_tokens = m.history_tokens.as<std::int32_t>();
+    b.history_counts = m.history_counts.as<std::int32_t>();
+    b.tokens = m.draw_tokens.as<std::int32_t>();
+    b.logprobs = draws.want_logprobs ? m.draw_logprobs.as<float>() : nullptr;
+    must(kc::sample(b, m.sampling_workspace.get(), m.sampling_workspace.bytes(), s));
+  }
+  out.tokens.resize(D);
+  out.logprobs.resize(draws.want_logprobs ? D : 0);
+  out.logits.resize(draws.want_logits ? R * vocab : 0);
+  if (D > 0) kc::memcpy_async(out.tokens.data(), m.draw_tokens.get(), D * sizeof(std::int32_t), s);
+  if (!out.logprobs.empty()) kc::memcpy_async(out.logprobs.data(), m.draw_logprobs.get(), D * sizeof(float), s);
+  if (!out.logits.empty()) kc::memcpy_async(out.logits.data(), m.logits.get(), R * vocab * sizeof(float), s);
   m.stream.synchronize();
 }
 

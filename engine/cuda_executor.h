@@ -46,6 +46,9 @@ class CudaExecutor final : public Executor {
   ~CudaExecutor() override;
 
   void forward(const StepBatch& batch, std::vector<float>& logits) override;
+  // Samples on the GPU (kernels/cuda/sampling.h): only tokens and logprobs come back, and the
+  // logits only when a draw wants top_logprobs.
+  void forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
   std::string describe() const override;
 

@@ -26,7 +26,7 @@ const char* to_string(FinishReason reason) {
 struct Engine::Sequence {
   Sequence(SequenceId sid_, std::int32_t index_, std::vector<TokenId> tokens_, const SamplingParams& params,
            std::uint64_t seed, const Tokenizer& tokenizer)
-      : sid(sid_), index(index_), tokens(std::move(tokens_)), sampler(params, seed), stop(params.stop),
+      : sid(sid_), index(index_), tokens(std::move(tokens_)), sampler(params, seed, tokens), stop(params.stop),
         detok(tokenizer) {}
 
   SequenceId sid;
@@ -287,23 +287,21 @@ void Engine::emit_token(Request& r, Sequence& seq, const SampledToken& sampled) 
   sink_(std::move(out));
 }
 
-void Engine::fork_choices(Request& r, Sequence& first, std::span<const float> logits, const SampledToken& first_token) {
-  // n > 1: the other choices share the computed prompt's blocks (copy-on-write from here on),
-  // each drawing from its own stream on the same logits.
+void Engine::fork_choices(Request& r, Sequence& first, std::vector<std::unique_ptr<Sequence>> children,
+                          std::span<const SampledToken> sampled) {
+  // n > 1: the other choices share the computed prompt's blocks (copy-on-write from here on).
+  // Each drew its first token from its own seed on the same logits (step()).
+  TG_CHECK(sampled.size() == children.size() + 1);
   r.forked = true;
-  std::vector<SampledToken> sampled;
-  for (std::int32_t i = 1; i < r.request.params.n; ++i) {
-    auto child = std::make_unique<Sequence>(next_sequence_++, i, first.tokens, r.request.params,
-                                            choice_seed(r.seed, i), model_.tokenizer());
+  const std::size_t first_child = r.seqs.size();
+  for (auto& child : children) {
     blocks_.fork(first.sid, child->sid);
     child->has_blocks = true;
     child->computed = first.computed;
-    std::vector<float> own(logits.begin(), logits.end());
-    sampled.push_back(child->sampler.sample(own, r.request.prompt));
     r.seqs.push_back(std::move(child));
   }
-  emit_token(r, first, first_token);
-  for (std::size_t i = 0; i < sampled.size(); ++i) emit_token(r, *r.seqs[i + 1], sampled[i]);
+  emit_token(r, first, sampled[0]);
+  for (std::size_t i = 1; i < sampled.size(); ++i) emit_token(r, *r.seqs[first_child + i - 1], sampled[i]);
 }
 
 bool Engine::step() {
@@ -342,12 +340,32 @@ bool Engine::step() {
       batch.add_token(row.seq->tokens[p], static_cast<std::int32_t>(p), seq_row, p + 1 == row.seq->tokens.size());
     }
   }
-  executor_->forward(batch, logits_);
+  // The draws: one per sequence whose last token is computed this step, on its logit row; a
+  // request that forks into n choices adds the other choices' first draws on the same row.
+  draws_ = {};
+  std::vector<std::vector<std::unique_ptr<Sequence>>> children(rows.size());
+  std::int32_t logit_row = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& row = rows[i];
+    if (row.to != row.seq->tokens.size()) continue;  // mid-prompt chunk: no logits
+    row.seq->sampler.add_draw(draws_, logit_row);
+    Request& r = *row.request;
+    if (!r.forked && r.request.params.n > 1) {
+      for (std::int32_t c = 1; c < r.request.params.n; ++c) {
+        children[i].push_back(std::make_unique<Sequence>(next_sequence_++, c, row.seq->tokens, r.request.params,
+                                                         choice_seed(r.seed, c), model_.tokenizer()));
+        children[i].back()->sampler.add_draw(draws_, logit_row);
+      }
+    }
+    ++logit_row;
+  }
+  executor_->forward_sampled(batch, draws_, sampled_);
   ++stats_.steps;
 
   const std::size_t vocab = model_.config().vocab_size;
-  std::size_t logit_row = 0;
-  for (const Row& row : rows) {
+  std::size_t draw = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& row = rows[i];
     Sequence& seq = *row.seq;
     Request& r = *row.request;
     seq.computed = row.to;
@@ -360,17 +378,15 @@ bool Engine::step() {
       source_.charge(r.request.id, fresh, 0);
       if (row.to >= prompt_len) r.prompt_charged = true;
     }
-    if (row.to != seq.tokens.size()) continue;  // mid-prompt chunk: no logits
-    std::span<float> logits(logits_.data() + logit_row++ * vocab, vocab);
-    std::vector<float> shared;
-    const bool fork_now = !r.forked && r.request.params.n > 1;
-    if (fork_now) shared.assign(logits.begin(), logits.end());
-    const SampledToken sampled = seq.sampler.sample(logits, r.request.prompt);
-    if (fork_now) {
-      fork_choices(r, seq, shared, sampled);
-    } else {
+    if (row.to != seq.tokens.size()) continue;  // mid-prompt chunk: no draw
+    const SampledToken sampled = seq.sampler.result(draws_, sampled_, draw++, vocab);
+    if (children[i].empty()) {
       emit_token(r, seq, sampled);
+      continue;
     }
+    std::vector<SampledToken> all{sampled};
+    for (const auto& child : children[i]) all.push_back(child->sampler.result(draws_, sampled_, draw++, vocab));
+    fork_choices(r, seq, std::move(children[i]), all);
   }
 
   // Slots for the tokens just sampled; out of blocks means preempting the least important work.

@@ -113,8 +113,8 @@ class Engine {
   bool start(Request& request);
   void finish(Request& request, FinishReason reason);
   void emit_token(Request& request, Sequence& seq, const SampledToken& sampled);
-  void fork_choices(Request& request, Sequence& first, std::span<const float> logits,
-                    const SampledToken& first_token);
+  void fork_choices(Request& request, Sequence& first, std::vector<std::unique_ptr<Sequence>> children,
+                    std::span<const SampledToken> sampled);
 
   const Model& model_;
   EngineConfig config_;
@@ -133,7 +133,8 @@ class Engine {
   std::uint64_t admissions_ = 0;
   SequenceId next_sequence_ = 1;
   EngineStats stats_;
-  std::vector<float> logits_;
+  SamplingStep draws_;   // this step's draws (reused)
+  SampledStep sampled_;  // and their outcome
 };
 
 }  // namespace tiergate::engine

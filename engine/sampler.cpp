@@ -2,108 +2,98 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <unordered_set>
 
 #include "kernels/check.h"
 
 namespace tiergate::engine {
 namespace {
 
-// log-softmax of one entry and of the best few, over the raw logits.
-void fill_logprobs(std::span<const float> logits, TokenId chosen, int top, SampledToken& out) {
+bool wants_logprobs(const SamplingParams& p) { return p.logprobs || p.top_logprobs > 0; }
+
+}  // namespace
+
+std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, std::size_t k) {
+  if (logits.empty() || k == 0) return {};
   const float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (float l : logits) sum += std::exp(static_cast<double>(l - max));
   const float log_z = max + static_cast<float>(std::log(sum));
-  out.logprob = logits[static_cast<std::size_t>(chosen)] - log_z;
-  if (top <= 0) return;
   std::vector<TokenId> ids(logits.size());
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<TokenId>(i);
-  const auto k = std::min<std::size_t>(static_cast<std::size_t>(top), ids.size());
+  k = std::min(k, ids.size());
   std::partial_sort(ids.begin(), ids.begin() + static_cast<long>(k), ids.end(), [&](TokenId a, TokenId b) {
-    return logits[static_cast<std::size_t>(a)] > logits[static_cast<std::size_t>(b)];
+    const float la = logits[static_cast<std::size_t>(a)], lb = logits[static_cast<std::size_t>(b)];
+    return la > lb || (la == lb && a < b);
   });
-  for (std::size_t i = 0; i < k; ++i) out.top.emplace_back(ids[i], logits[static_cast<std::size_t>(ids[i])] - log_z);
+  std::vector<std::pair<TokenId, float>> top;
+  for (std::size_t i = 0; i < k; ++i) top.emplace_back(ids[i], logits[static_cast<std::size_t>(ids[i])] - log_z);
+  return top;
 }
 
-}  // namespace
-
-Sampler::Sampler(const SamplingParams& params, std::uint64_t seed) : params_(params), rng_(seed) {}
-
-void Sampler::accept(TokenId token) { ++output_counts_[token]; }
-
-SampledToken Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt) {
-  SampledToken out;
-  const bool want_logprobs = params_.logprobs || params_.top_logprobs > 0;
-  std::vector<float> raw;
-  if (want_logprobs) raw.assign(logits.begin(), logits.end());
-
-  // Penalties. Repetition (HF / llama.cpp form): over prompt and output, divide positive logits.
-  if (params_.repetition_penalty != 1.0f) {
-    std::unordered_set<TokenId> seen(prompt.begin(), prompt.end());
-    for (const auto& [t, c] : output_counts_) seen.insert(t);
-    for (TokenId t : seen) {
-      float& l = logits[static_cast<std::size_t>(t)];
-      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
-    }
+Sampler::Sampler(const SamplingParams& params, std::uint64_t seed, std::span<const TokenId> prompt)
+    : params_(params), seed_(seed) {
+  // Only the repetition penalty reads the prompt; presence and frequency read the output alone.
+  if (params_.repetition_penalty == 1.0f) return;
+  for (TokenId t : prompt) {
+    if (history_index_.emplace(t, history_.size()).second) history_.emplace_back(t, 0);
   }
-  if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
-    for (const auto& [t, c] : output_counts_) {
-      logits[static_cast<std::size_t>(t)] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(c);
-    }
-  }
+}
 
-  if (params_.temperature == 0.0f) {
-    out.token = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  } else {
-    candidates_.clear();
-    for (std::size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i] / params_.temperature, static_cast<TokenId>(i));
-    auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-    std::size_t keep = candidates_.size();
-    if (params_.top_k > 0 && static_cast<std::size_t>(params_.top_k) < keep) {
-      keep = static_cast<std::size_t>(params_.top_k);
-      std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
-    } else {
-      std::sort(candidates_.begin(), candidates_.end(), by_logit);
-    }
-    candidates_.resize(keep);
-    // Probabilities of the survivors.
-    const float max = candidates_.front().first;
-    std::vector<double> probs(keep);
-    double sum = 0;
-    for (std::size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(static_cast<double>(candidates_[i].first - max));
-    for (double& p : probs) p /= sum;
-    // min-p: drop tokens less likely than min_p times the most likely one.
-    if (params_.min_p > 0) {
-      const double floor = params_.min_p * probs[0];
-      while (keep > 1 && probs[keep - 1] < floor) --keep;
-    }
-    // top-p: the smallest prefix whose mass reaches top_p.
-    if (params_.top_p < 1.0f) {
-      double mass = 0;
-      std::size_t i = 0;
-      for (; i < keep; ++i) {
-        mass += probs[i];
-        if (mass >= params_.top_p) break;
-      }
-      keep = std::min(keep, i + 1);
-    }
-    double total = 0;
-    for (std::size_t i = 0; i < keep; ++i) total += probs[i];
-    const double draw = std::uniform_real_distribution<double>(0.0, total)(rng_);
-    double acc = 0;
-    out.token = candidates_[keep - 1].second;
-    for (std::size_t i = 0; i < keep; ++i) {
-      acc += probs[i];
-      if (draw < acc) {
-        out.token = candidates_[i].second;
-        break;
-      }
-    }
+void Sampler::accept(TokenId token) {
+  ++generated_;
+  const bool penalised = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                         params_.frequency_penalty != 0.0f;
+  if (!penalised) return;
+  const auto [it, fresh] = history_index_.emplace(token, history_.size());
+  if (fresh) history_.emplace_back(token, 0);
+  ++history_[it->second].second;
+}
+
+void Sampler::add_draw(SamplingStep& step, std::int32_t logit_row) const {
+  kernels::SamplingRowParams row;
+  row.temperature = params_.temperature;
+  row.top_k = params_.top_k;
+  row.top_p = params_.top_p;
+  row.min_p = params_.min_p;
+  row.repetition_penalty = params_.repetition_penalty;
+  row.presence_penalty = params_.presence_penalty;
+  row.frequency_penalty = params_.frequency_penalty;
+  row.seed = seed_;
+  row.step = generated_;
+  TG_CHECK(kernels::sampling_row_error(row) == nullptr);  // validate() admitted the request
+  step.logit_rows.push_back(logit_row);
+  step.params.push_back(row);
+  for (const auto& [token, count] : history_) {
+    step.history_tokens.push_back(token);
+    step.history_counts.push_back(count);
   }
-  if (want_logprobs) fill_logprobs(raw, out.token, params_.top_logprobs, out);
-  return out;
+  step.history_offsets.push_back(static_cast<std::int32_t>(step.history_tokens.size()));
+  step.want_logprobs |= wants_logprobs(params_);
+  step.want_logits |= params_.top_logprobs > 0;
+}
+
+SampledToken Sampler::result(const SamplingStep& step, const SampledStep& out, std::size_t draw,
+                             std::size_t vocab) const {
+  SampledToken t;
+  t.token = out.tokens[draw];
+  if (!wants_logprobs(params_)) return t;
+  t.logprob = out.logprobs[draw];
+  if (params_.top_logprobs > 0) {
+    const auto row = static_cast<std::size_t>(step.logit_rows[draw]);
+    TG_CHECK((row + 1) * vocab <= out.logits.size());
+    t.top = top_logprobs(std::span<const float>(out.logits).subspan(row * vocab, vocab),
+                         static_cast<std::size_t>(params_.top_logprobs));
+  }
+  return t;
+}
+
+SampledToken Sampler::sample(std::span<const float> logits) const {
+  SamplingStep step;
+  add_draw(step, 0);
+  SampledStep out;
+  sample_on_host(logits, logits.size(), step, out);
+  if (step.want_logits) out.logits.assign(logits.begin(), logits.end());
+  return result(step, out, 0, logits.size());
 }
 
 }  // namespace tiergate::engine

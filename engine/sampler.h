@@ -1,18 +1,25 @@
-// Turns one sequence's logits into its next token: penalties (repetition over prompt and output,
-// presence and frequency over output), then greedy at temperature 0, or temperature, top-k, top-p
-// and min-p filtering and a draw from the sequence's own random stream. The stream is seeded from
-// the request (seed, and the choice index for n > 1), so the same request gives the same output
-// whatever else is in the batch. One Sampler per sequence; engine-thread only.
+// One sequence's sampling state: its parameters, the seed of its draws, how many tokens it has
+// generated and, when penalties are on, the tokens they apply to (prompt, and output with counts).
+// Each step it adds its draw to the step's SamplingStep; the executor runs the draws where the
+// logits are (engine/sampling_step.h) and result() turns a draw's outcome into the token and the
+// logprobs the request asked for.
+//
+// The draw is a counter-based function of (seed, tokens generated so far) (kernels/sampling.h),
+// so the same request gives the same output whatever else is in the batch, on the CPU or the GPU,
+// and after a preemption. The seed comes from the request's seed and the choice index (n > 1).
+// Semantics: penalties (repetition over prompt and output, presence and frequency over output),
+// then greedy at temperature 0, or temperature, top-k, min-p and top-p, then one draw.
+// Engine-thread only.
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <span>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "engine/sampling_params.h"
+#include "engine/sampling_step.h"
 #include "engine/tokenizer.h"
 
 namespace tiergate::engine {
@@ -25,18 +32,28 @@ struct SampledToken {
 
 class Sampler {
  public:
-  Sampler(const SamplingParams& params, std::uint64_t seed);
+  Sampler(const SamplingParams& params, std::uint64_t seed, std::span<const TokenId> prompt);
 
-  // logits: [vocab], modified in place. `prompt` and the tokens generated so far feed the penalties.
-  SampledToken sample(std::span<float> logits, std::span<const TokenId> prompt);
-  // Records the token generated (penalties and counts).
+  // Appends this sequence's next draw, which reads row `logit_row` of the step's logits.
+  void add_draw(SamplingStep& step, std::int32_t logit_row) const;
+  // The outcome of draw `draw` of `step`; `out.logits` must hold the rows when step.want_logits.
+  SampledToken result(const SamplingStep& step, const SampledStep& out, std::size_t draw, std::size_t vocab) const;
+  // Records the token generated (penalties, and the counter of the next draw).
   void accept(TokenId token);
+
+  // The next token from one row of logits on the host: add_draw, sample_on_host and result.
+  SampledToken sample(std::span<const float> logits) const;
 
  private:
   SamplingParams params_;
-  std::mt19937_64 rng_;
-  std::unordered_map<TokenId, int> output_counts_;
-  std::vector<std::pair<float, TokenId>> candidates_;  // scratch
+  std::uint64_t seed_;
+  std::uint64_t generated_ = 0;
+  // Penalised tokens, (token, times generated), each token once; empty when no penalty is on.
+  std::vector<std::pair<TokenId, std::int32_t>> history_;
+  std::unordered_map<TokenId, std::size_t> history_index_;
 };
+
+// The `k` most likely tokens of `logits` with their log-softmax, most likely first (ties: lower id).
+std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, std::size_t k);
 
 }  // namespace tiergate::engine

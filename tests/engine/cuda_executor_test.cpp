@@ -14,6 +14,7 @@
 #include "engine/cuda_executor.h"
 #include "engine/engine.h"
 #include "engine/fifo_admission.h"
+#include "engine/sampler.h"
 #include "tests/engine/model_fixture.h"
 #include "tests/kernels/gpu_test_support.h"
 
@@ -125,6 +126,59 @@ TEST(CudaExecutor, ForkedChoicesShareThePromptAndAgree) {
   ASSERT_EQ(choices.size(), 2u);
   EXPECT_EQ(choices[0].size(), 24u);
   EXPECT_EQ(choices[0], choices[1]);
+}
+
+// Sampling on the GPU (forward_sampled) draws what the CPU reference draws from the same GPU
+// logits: every parameter, penalties with histories, several draws on one shared row (n > 1).
+TEST(CudaExecutor, GpuSamplingDrawsWhatTheHostDrawsFromTheSameLogits) {
+  TG_REQUIRE_GPU();
+  TG_REQUIRE_MODEL(model);
+  CudaExecutorOptions options;
+  options.num_blocks = 64;
+  CudaExecutor gpu(*model, options);
+  const std::size_t vocab = model->config().vocab_size;
+  const auto prompt = model->tokenizer().encode("Write a short poem about the sea and the wind", true);
+  BlockManager bm(64, 16);
+  ASSERT_TRUE(bm.allocate(1, prompt));
+  StepBatch batch;
+  batch.max_blocks = bm.block_table(1).size();
+  const std::int32_t row = batch.add_sequence(bm.block_table(1));
+  for (std::size_t p = 0; p < prompt.size(); ++p)  // the last 4 positions give logit rows
+    batch.add_token(prompt[p], static_cast<std::int32_t>(p), row, p + 4 >= prompt.size());
+  const auto rows = static_cast<std::int32_t>(batch.logit_rows.size());
+
+  SamplingStep draws;
+  std::int32_t seed = 0;
+  for (const float temperature : {0.0f, 0.7f, 1.0f, 1.5f}) {
+    for (const std::int32_t top_k : {0, 1, 40}) {
+      for (const float top_p : {1.0f, 0.9f}) {
+        SamplingParams p;
+        p.temperature = temperature;
+        p.top_k = top_k;
+        p.top_p = top_p;
+        p.min_p = seed % 3 == 0 ? 0.05f : 0.0f;
+        p.repetition_penalty = seed % 2 == 0 ? 1.3f : 1.0f;
+        p.frequency_penalty = seed % 5 == 0 ? 0.5f : 0.0f;
+        p.presence_penalty = seed % 7 == 0 ? 0.4f : 0.0f;
+        p.logprobs = true;
+        Sampler s(p, static_cast<std::uint64_t>(1000 + seed), prompt);
+        for (int i = 0; i < seed % 4; ++i) s.accept(prompt[static_cast<std::size_t>(i)]);
+        s.add_draw(draws, seed % rows);
+        ++seed;
+      }
+    }
+  }
+  draws.want_logits = true;  // to sample the same logits on the host
+  SampledStep on_gpu;
+  gpu.forward_sampled(batch, draws, on_gpu);
+  ASSERT_EQ(on_gpu.tokens.size(), draws.size());
+  ASSERT_EQ(on_gpu.logits.size(), static_cast<std::size_t>(rows) * vocab);
+  SampledStep on_host;
+  sample_on_host(on_gpu.logits, vocab, draws, on_host);
+  for (std::size_t d = 0; d < draws.size(); ++d) {
+    EXPECT_EQ(on_gpu.tokens[d], on_host.tokens[d]) << "draw " << d;
+    EXPECT_NEAR(on_gpu.logprobs[d], on_host.logprobs[d], 1e-4) << "draw " << d;
+  }
 }
 
 // A small GQA Llama shape for dummy-weight tests.

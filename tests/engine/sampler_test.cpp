@@ -6,6 +6,8 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -16,12 +18,14 @@ namespace {
 
 std::vector<float> logits_of(std::initializer_list<float> values) { return values; }
 
+// `draws` successive tokens of one sequence (each accepted, so each is a fresh draw).
 std::map<TokenId, int> histogram(const SamplingParams& p, const std::vector<float>& logits, int draws) {
   std::map<TokenId, int> h;
-  Sampler s(p, 42);
+  Sampler s(p, 42, {});
   for (int i = 0; i < draws; ++i) {
-    auto l = logits;
-    ++h[s.sample(l, {}).token];
+    const TokenId t = s.sample(logits).token;
+    ++h[t];
+    s.accept(t);
   }
   return h;
 }
@@ -29,9 +33,8 @@ std::map<TokenId, int> histogram(const SamplingParams& p, const std::vector<floa
 TEST(Sampler, TemperatureZeroIsArgmax) {
   SamplingParams p;
   p.temperature = 0;
-  Sampler s(p, 1);
-  auto l = logits_of({0.1f, 2.0f, 1.9f});
-  EXPECT_EQ(s.sample(l, {}).token, 1);
+  Sampler s(p, 1, {});
+  EXPECT_EQ(s.sample(logits_of({0.1f, 2.0f, 1.9f})).token, 1);
 }
 
 TEST(Sampler, TopKAndTopPAndMinPRestrictTheCandidates) {
@@ -53,21 +56,24 @@ TEST(Sampler, PenaltiesFollowTheirDefinitions) {
   SamplingParams rep;
   rep.temperature = 0;
   rep.repetition_penalty = 2.0f;
-  Sampler s(rep, 1);
-  auto l = logits_of({2.0f, 1.5f});
   const std::vector<TokenId> prompt = {0};
-  EXPECT_EQ(s.sample(l, prompt).token, 1);  // 2.0 / 2 = 1.0 < 1.5
-  EXPECT_FLOAT_EQ(l[0], 1.0f);
+  EXPECT_EQ(Sampler(rep, 1, prompt).sample(logits_of({2.0f, 1.5f})).token, 1);  // 2.0 / 2 = 1.0 < 1.5
+  EXPECT_EQ(Sampler(rep, 1, prompt).sample(logits_of({2.1f, 1.0f})).token, 0);  // 1.05 > 1.0
+  EXPECT_EQ(Sampler(rep, 1, {}).sample(logits_of({2.0f, 1.5f})).token, 0);      // nothing seen yet
+  Sampler seen_in_output(rep, 1, {});
+  seen_in_output.accept(0);
+  EXPECT_EQ(seen_in_output.sample(logits_of({2.0f, 1.5f})).token, 1);  // output counts too
+
   SamplingParams freq;
   freq.temperature = 0;
   freq.frequency_penalty = 0.4f;
   freq.presence_penalty = 0.1f;
-  Sampler f(freq, 1);
+  Sampler f(freq, 1, prompt);  // presence and frequency ignore the prompt
+  EXPECT_EQ(f.sample(logits_of({2.0f, 1.5f})).token, 0);
   f.accept(0);
   f.accept(0);
-  auto l2 = logits_of({2.0f, 1.5f});
-  EXPECT_EQ(f.sample(l2, {}).token, 1);  // 2.0 - 0.1 - 0.8 = 1.1
-  EXPECT_FLOAT_EQ(l2[0], 1.1f);
+  EXPECT_EQ(f.sample(logits_of({2.0f, 1.5f})).token, 1);  // 2.0 - 0.1 - 0.8 = 1.1
+  EXPECT_EQ(f.sample(logits_of({2.0f, 1.05f})).token, 0);  // 1.1 > 1.05
 }
 
 TEST(Sampler, LogprobsAreOfTheRawDistribution) {
@@ -75,12 +81,14 @@ TEST(Sampler, LogprobsAreOfTheRawDistribution) {
   p.temperature = 0;
   p.logprobs = true;
   p.top_logprobs = 2;
-  Sampler s(p, 1);
-  auto l = logits_of({0.0f, std::log(3.0f)});
-  const SampledToken t = s.sample(l, {});
-  EXPECT_EQ(t.token, 1);
-  EXPECT_NEAR(t.logprob, std::log(0.75), 1e-6);
+  p.repetition_penalty = 10.0f;  // moves the choice, not the logprobs
+  const std::vector<TokenId> prompt = {1};
+  const SampledToken t = Sampler(p, 1, prompt).sample(logits_of({0.2f, 0.2f + std::log(3.0f)}));
+  EXPECT_EQ(t.token, 0);
+  EXPECT_NEAR(t.logprob, std::log(0.25), 1e-6);
   ASSERT_EQ(t.top.size(), 2u);
+  EXPECT_EQ(t.top[0].first, 1);
+  EXPECT_NEAR(t.top[0].second, std::log(0.75), 1e-6);
   EXPECT_EQ(t.top[1].first, 0);
   EXPECT_NEAR(t.top[1].second, std::log(0.25), 1e-6);
 }
@@ -88,16 +96,98 @@ TEST(Sampler, LogprobsAreOfTheRawDistribution) {
 TEST(Sampler, SameSeedSameDraws) {
   SamplingParams p;
   const auto logits = logits_of({1, 1, 1, 1, 1, 1, 1, 1});
-  Sampler a(p, 7), b(p, 7), c(p, 8);
+  Sampler a(p, 7, {}), b(p, 7, {}), c(p, 8, {});
   std::vector<TokenId> da, db, dc;
   for (int i = 0; i < 20; ++i) {
-    auto la = logits, lb = logits, lc = logits;
-    da.push_back(a.sample(la, {}).token);
-    db.push_back(b.sample(lb, {}).token);
-    dc.push_back(c.sample(lc, {}).token);
+    da.push_back(a.sample(logits).token);
+    db.push_back(b.sample(logits).token);
+    dc.push_back(c.sample(logits).token);
+    a.accept(da.back());
+    b.accept(db.back());
+    c.accept(dc.back());
   }
   EXPECT_EQ(da, db);
   EXPECT_NE(da, dc);
+}
+
+TEST(TopLogprobs, MostLikelyFirstLowerIdOnTies) {
+  const auto top = top_logprobs(logits_of({1.0f, 3.0f, 1.0f, 2.0f}), 3);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].first, 1);
+  EXPECT_EQ(top[1].first, 3);
+  EXPECT_EQ(top[2].first, 0);
+  EXPECT_TRUE(top_logprobs(logits_of({1.0f}), 0).empty());
+  EXPECT_EQ(top_logprobs(logits_of({1.0f, 2.0f}), 5).size(), 2u);
+}
+
+// A sequence's params with arbitrary valid values.
+rc::Gen<SamplingParams> arbitrary_params() {
+  return rc::gen::exec([] {
+    SamplingParams p;
+    p.temperature = *rc::gen::element(0.0f, 0.5f, 1.0f, 1.7f);
+    p.top_k = *rc::gen::inRange(-1, 6);
+    p.top_p = *rc::gen::element(1.0f, 0.9f, 0.5f, 0.1f);
+    p.min_p = *rc::gen::element(0.0f, 0.05f, 0.3f);
+    p.repetition_penalty = *rc::gen::element(1.0f, 1.3f, 0.8f);
+    p.presence_penalty = *rc::gen::element(0.0f, 0.5f, -0.5f);
+    p.frequency_penalty = *rc::gen::element(0.0f, 0.3f, -1.0f);
+    p.logprobs = *rc::gen::arbitrary<bool>();
+    return p;
+  });
+}
+
+// The sequence's draws, batched with others in one SamplingStep (as the engine sends them to the
+// executor, several on one shared logit row), give exactly the tokens and logprobs it gets alone.
+RC_GTEST_PROP(SamplerProperty, BatchedDrawsEqualLoneDraws, ()) {
+  const int vocab = *rc::gen::inRange(1, 40);
+  const int rows = *rc::gen::inRange(1, 4);
+  const int seqs = *rc::gen::inRange(1, 6);
+  std::vector<float> logits(static_cast<std::size_t>(rows * vocab));
+  for (float& l : logits) l = static_cast<float>(*rc::gen::inRange(-400, 400)) / 100.0f;
+  std::vector<Sampler> samplers;
+  std::vector<std::int32_t> row_of;
+  for (int i = 0; i < seqs; ++i) {
+    const auto prompt = *rc::gen::container<std::vector<TokenId>>(rc::gen::inRange(0, vocab));
+    samplers.emplace_back(*arbitrary_params(), *rc::gen::arbitrary<std::uint64_t>(), prompt);
+    for (int k = *rc::gen::inRange(0, 4); k > 0; --k) samplers.back().accept(*rc::gen::inRange(0, vocab));
+    row_of.push_back(*rc::gen::inRange(0, rows));
+  }
+  SamplingStep step;
+  for (int i = 0; i < seqs; ++i) samplers[static_cast<std::size_t>(i)].add_draw(step, row_of[static_cast<std::size_t>(i)]);
+  SampledStep out;
+  sample_on_host(logits, static_cast<std::size_t>(vocab), step, out);
+  for (int i = 0; i < seqs; ++i) {
+    const auto& s = samplers[static_cast<std::size_t>(i)];
+    const std::span<const float> row(logits.data() + row_of[static_cast<std::size_t>(i)] * vocab,
+                                     static_cast<std::size_t>(vocab));
+    const SampledToken alone = s.sample(row);
+    const SampledToken batched = s.result(step, out, static_cast<std::size_t>(i), static_cast<std::size_t>(vocab));
+    RC_ASSERT(alone.token == batched.token);
+    RC_ASSERT(alone.logprob == batched.logprob);
+  }
+}
+
+// Greedy with penalties picks the argmax of the logits penalised by their definitions.
+RC_GTEST_PROP(SamplerProperty, GreedyPicksTheArgmaxOfThePenalisedLogits, ()) {
+  const int vocab = *rc::gen::inRange(1, 30);
+  std::vector<float> logits(static_cast<std::size_t>(vocab));
+  for (float& l : logits) l = static_cast<float>(*rc::gen::inRange(-300, 300)) / 64.0f;  // exact in float
+  SamplingParams p = *arbitrary_params();
+  p.temperature = 0;
+  const auto prompt = *rc::gen::container<std::vector<TokenId>>(rc::gen::inRange(0, vocab));
+  const auto output = *rc::gen::container<std::vector<TokenId>>(rc::gen::inRange(0, vocab));
+  Sampler s(p, 1, prompt);
+  for (TokenId t : output) s.accept(t);
+  std::vector<float> expect = logits;
+  for (int t = 0; t < vocab; ++t) {
+    const auto count = std::count(output.begin(), output.end(), t);
+    const bool seen = count > 0 || std::find(prompt.begin(), prompt.end(), t) != prompt.end();
+    float& l = expect[static_cast<std::size_t>(t)];
+    if (seen && p.repetition_penalty != 1.0f) l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    if (count > 0) l -= std::fma(p.frequency_penalty, static_cast<float>(count), p.presence_penalty);
+  }
+  const auto best = std::max_element(expect.begin(), expect.end()) - expect.begin();
+  RC_ASSERT(s.sample(logits).token == static_cast<TokenId>(best));
 }
 
 TEST(StopMatcher, HoldsBackPossibleStartsAndNeverEmitsTheStop) {
