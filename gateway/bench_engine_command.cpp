@@ -16,7 +16,10 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage =
     "usage: tiergate bench-engine [--model PATH] [--batch 1,4,16,64] [--prompt-tokens 128]\n"
-    "       [--gen-tokens 64] [--threads N] [--device auto|cpu|cuda] [--cuda-graphs] [--json]\n";
+    "       [--gen-tokens 64] [--temperature 0] [--threads N] [--device auto|cpu|cuda] [--cuda-graphs]\n"
+    "       [--json]\n"
+    "--temperature above 0 samples (seeded, top_p 1: what OpenAI clients send by default)\n"
+    "instead of decoding greedily.\n";
 
 constexpr const char* kCorpus =
     "The history of computing is a story of abstraction. Early machines were programmed by wiring "
@@ -46,7 +49,7 @@ std::vector<std::vector<engine::TokenId>> make_prompts(const engine::Tokenizer& 
 }
 
 Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prompt_tokens, std::size_t gen_tokens,
-                 std::size_t threads, engine::Device device, bool cuda_graphs) {
+                 float temperature, std::size_t threads, engine::Device device, bool cuda_graphs) {
   engine::EngineConfig config;
   config.threads = threads;
   config.device = device;
@@ -66,7 +69,8 @@ Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prom
   });
   eng_ptr = &eng;
   engine::SamplingParams p;
-  p.temperature = 0;
+  p.temperature = temperature;
+  p.seed = 1;
   p.max_tokens = static_cast<std::int64_t>(gen_tokens);
   p.ignore_eos = true;
   const auto prompts = make_prompts(model.tokenizer(), batch, prompt_tokens);
@@ -100,13 +104,15 @@ Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prom
 
 int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   try {
-    const CliArgs a(args, {"--model", "--batch", "--prompt-tokens", "--gen-tokens", "--threads", "--device"},
+    const CliArgs a(args, {"--model", "--batch", "--prompt-tokens", "--gen-tokens", "--temperature", "--threads", "--device"},
                     {"--json", "--cuda-graphs"});
     const auto model = engine::Model::load(a.get("--model", default_model_path()));
     const auto prompt_tokens = a.count("--prompt-tokens", 128);
     const auto gen_tokens = a.count("--gen-tokens", 64);
     const auto threads = a.count("--threads", 0);
     if (prompt_tokens < 1 || gen_tokens < 2) throw CliError("--prompt-tokens must be >= 1 and --gen-tokens >= 2");
+    const auto temperature = static_cast<float>(a.number("--temperature", 0.0));
+    if (!(temperature >= 0.0f && temperature <= 2.0f)) throw CliError("--temperature takes a number in [0, 2]");
     std::vector<std::size_t> batches;
     std::stringstream list(a.get("--batch", "1,4,16,64"));
     for (std::string item; std::getline(list, item, ',');) {
@@ -117,11 +123,12 @@ int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, st
     const bool json = a.has("--json");
     if (!json) {
       out << "model " << model->config().name << ", " << prompt_tokens << " prompt tokens, " << gen_tokens
-          << " generated tokens per request\n";
+          << " generated tokens per request, "
+          << (temperature > 0 ? "sampled at temperature " + a.get("--temperature", "") : std::string("greedy")) << "\n";
       out << "batch  prefill_tok/s  decode_tok/s  decode_ms/step  kv_waste\n";
     }
     for (std::size_t b : batches) {
-      const Result r = run_batch(*model, b, prompt_tokens, gen_tokens, threads, device_flag(a), a.has("--cuda-graphs"));
+      const Result r = run_batch(*model, b, prompt_tokens, gen_tokens, temperature, threads, device_flag(a), a.has("--cuda-graphs"));
       char line[256];
       if (json) {
         std::snprintf(line, sizeof line,

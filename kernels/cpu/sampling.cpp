@@ -20,6 +20,54 @@ float raw_logprob(const float* logits, std::size_t vocab, std::size_t token) {
   return logits[token] - log_z;
 }
 
+using Candidate = std::pair<float, std::int32_t>;  // (scaled logit, token)
+
+// The sampler's order: scaled logit descending, then token ascending. (A function object, so that
+// the sorts inline it.)
+constexpr auto before = [](const Candidate& a, const Candidate& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+};
+
+// The top-p cut and the draw over `ranked`, a prefix of the kept candidates in the sampler's order.
+// `kept` candidates survive top-k and min-p (ranked may hold fewer: the walks must end within
+// it), of total probability `kept_mass`; prob(c) is a candidate's top-k-normalised probability.
+template <class Prob>
+std::int32_t cut_and_draw(const std::vector<Candidate>& ranked, std::size_t kept, double kept_mass, Prob prob,
+                          const SamplingRowParams& p, SampleTrace& trace) {
+  TG_CHECK(!ranked.empty() && ranked.size() <= kept);
+  std::size_t keep = kept;
+  double total = kept_mass;
+  if (p.top_p < 1.0f) {  // the smallest prefix whose mass reaches top_p
+    double mass = 0;
+    std::size_t i = 0;
+    for (; i < ranked.size(); ++i) {
+      mass += prob(ranked[i]);
+      trace.top_p_margin = std::min(trace.top_p_margin, std::fabs(mass - static_cast<double>(p.top_p)));
+      if (mass >= p.top_p) break;
+    }
+    TG_CHECK(i < ranked.size() || ranked.size() == kept);
+    keep = std::min(kept, i + 1);
+    total = mass;
+  }
+  const double draw = sampling_uniform(p.seed, p.step) * total;
+  trace.kept = static_cast<std::int32_t>(keep);
+  trace.kept_mass = total;
+  trace.draw = draw;
+  double acc = 0;
+  const std::size_t walk = std::min(keep, ranked.size());
+  for (std::size_t i = 0; i < walk; ++i) {
+    const double before_mass = acc;
+    acc += prob(ranked[i]);
+    if (draw < acc) {
+      trace.draw_margin = std::min(draw - before_mass, acc - draw);
+      return ranked[i].second;
+    }
+  }
+  TG_CHECK(walk == keep);  // only rounding leaves the draw past the last kept candidate
+  trace.draw_margin = 0;
+  return ranked[keep - 1].second;
+}
+
 std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowParams& p, const std::int32_t* hist_tokens,
                         const std::int32_t* hist_counts, std::size_t hist_size, SampleTrace& trace) {
   std::vector<float> logits(raw, raw + vocab);
@@ -37,53 +85,68 @@ std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowPa
     trace.kept = 1;
     return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
+  for (float& l : logits) l /= p.temperature;
 
-  std::vector<std::pair<float, std::int32_t>> candidates(vocab);
-  for (std::size_t i = 0; i < vocab; ++i) candidates[i] = {logits[i] / p.temperature, static_cast<std::int32_t>(i)};
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  std::size_t keep = vocab;
-  if (p.top_k > 0 && static_cast<std::size_t>(p.top_k) < keep) {
-    keep = static_cast<std::size_t>(p.top_k);
-    std::partial_sort(candidates.begin(), candidates.begin() + static_cast<long>(keep), candidates.end(), by_logit);
-  } else {
-    std::sort(candidates.begin(), candidates.end(), by_logit);
-  }
-  const float max = candidates.front().first;
-  std::vector<double> probs(keep);
-  double sum = 0;
-  for (std::size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(static_cast<double>(candidates[i].first - max));
-  for (double& q : probs) q /= sum;
-  if (p.min_p > 0) {
-    const double floor = p.min_p * probs[0];
-    while (keep > 1 && probs[keep - 1] < floor) --keep;
-  }
-  if (p.top_p < 1.0f) {
+  if (p.top_k > 0 && static_cast<std::size_t>(p.top_k) < vocab) {
+    // top-k: the k best, sorted; probabilities over them alone.
+    std::vector<Candidate> ranked(vocab);
+    for (std::size_t i = 0; i < vocab; ++i) ranked[i] = {logits[i], static_cast<std::int32_t>(i)};
+    std::size_t keep = static_cast<std::size_t>(p.top_k);
+    std::partial_sort(ranked.begin(), ranked.begin() + static_cast<long>(keep), ranked.end(), before);
+    ranked.resize(keep);
+    const float max = ranked.front().first;
+    std::vector<double> probs(keep);
+    double sum = 0;
+    for (std::size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(static_cast<double>(ranked[i].first - max));
+    for (double& q : probs) q /= sum;
+    if (p.min_p > 0) {  // drop tokens less likely than min_p times the most likely one
+      const double floor = p.min_p * probs[0];
+      while (keep > 1 && probs[keep - 1] < floor) --keep;
+    }
+    ranked.resize(keep);
     double mass = 0;
-    std::size_t i = 0;
-    for (; i < keep; ++i) {
-      mass += probs[i];
-      trace.top_p_margin = std::min(trace.top_p_margin, std::fabs(mass - static_cast<double>(p.top_p)));
-      if (mass >= p.top_p) break;
-    }
-    keep = std::min(keep, i + 1);
+    for (std::size_t i = 0; i < keep; ++i) mass += probs[i];
+    auto prob = [&](const Candidate& c) { return std::exp(static_cast<double>(c.first - max)) / sum; };
+    return cut_and_draw(ranked, keep, mass, prob, p, trace);
   }
-  double total = 0;
-  for (std::size_t i = 0; i < keep; ++i) total += probs[i];
-  const double draw = sampling_uniform(p.seed, p.step) * total;
-  trace.kept = static_cast<std::int32_t>(keep);
-  trace.kept_mass = total;
-  trace.draw = draw;
-  double acc = 0;
-  for (std::size_t i = 0; i < keep; ++i) {
-    const double before = acc;
-    acc += probs[i];
-    if (draw < acc) {
-      trace.draw_margin = std::min(draw - before, acc - draw);
-      return candidates[i].second;
-    }
+
+  // The whole vocabulary, in weights w = exp(logit - max) (the best token's is 1) rather than
+  // probabilities, which saves a division per token: probability = w / (sum of all w). min-p is a
+  // floor on w. Only the head of the order that the walks can reach gets ranked: a histogram of
+  // the weights by distance below the best logit (quarter-logit bins) tells how far down the mass
+  // that the top-p cut and the draw need lies, so a 49k vocabulary costs two linear passes and a
+  // sort of its head instead of a full sort.
+  constexpr int kBinsPerLogit = 4, kBins = 64 * kBinsPerLogit;  // below 64 logits: weight < 1e-27
+  const float max = *std::max_element(logits.begin(), logits.end());
+  const double floor = p.min_p;  // min_p times the best token's weight
+  std::vector<double> weights(vocab);
+  std::vector<std::uint16_t> bins(vocab);
+  std::vector<double> bin_weight(kBins, 0.0);
+  double sum = 0, kept_weight = 0;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < vocab; ++i) {
+    const float below = max - logits[i];
+    const double w = std::exp(-static_cast<double>(below));
+    weights[i] = w;
+    sum += w;
+    if (w < floor) continue;
+    ++kept;
+    kept_weight += w;
+    bins[i] = static_cast<std::uint16_t>(std::min<float>(kBins - 1, below * kBinsPerLogit));
+    bin_weight[bins[i]] += w;
   }
-  trace.draw_margin = 0;
-  return candidates[keep - 1].second;
+  // Summation order differs between these passes and the walks by far less than the margin.
+  const double need = std::max(p.top_p < 1.0f ? p.top_p * sum : 0.0, sampling_uniform(p.seed, p.step) * kept_weight) +
+                      1e-6 * sum;
+  int last_bin = 0;
+  for (double mass = bin_weight[0]; mass <= need && last_bin < kBins - 1;) mass += bin_weight[++last_bin];
+  std::vector<Candidate> ranked;
+  for (std::size_t i = 0; i < vocab; ++i) {
+    if (weights[i] >= floor && bins[i] <= last_bin) ranked.emplace_back(logits[i], static_cast<std::int32_t>(i));
+  }
+  std::sort(ranked.begin(), ranked.end(), before);
+  auto prob = [&](const Candidate& c) { return weights[static_cast<std::size_t>(c.second)] / sum; };
+  return cut_and_draw(ranked, kept, kept_weight / sum, prob, p, trace);
 }
 
 }  // namespace

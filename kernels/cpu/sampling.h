@@ -1,7 +1,10 @@
-// The CPU reference of kernels/sampling.h: one row at a time, exactly the engine Sampler's
-// arithmetic (a full sort by logit, probabilities and their sums in double) with the shared
-// penalties and counter-based draw. The GPU kernel is tested against it. Pure function over
-// caller-owned host memory; any thread. Invalid rows (sampling_row_error) abort.
+// The CPU implementation of kernels/sampling.h, and the reference the GPU kernel is tested
+// against: one row at a time, probabilities and their sums in double, candidates walked in the
+// sampler's order (scaled logit descending, token ascending) with the shared penalties and
+// counter-based draw. Only the prefix of that order a walk reaches gets sorted, so a row of a
+// large vocabulary costs a selection or two rather than a full sort. The engine samples with it
+// on the host (engine/sampling_step.h). Pure function over caller-owned host memory; any thread.
+// Invalid rows (sampling_row_error) abort.
 #pragma once
 
 #include <cstdint>

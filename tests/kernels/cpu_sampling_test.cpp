@@ -244,6 +244,62 @@ RC_GTEST_PROP(CpuSamplerProperty, ChosenTokenPassesEveryFilter, ()) {
   RC_ASSERT(r.trace.kept >= 1 && static_cast<std::size_t>(rank) < static_cast<std::size_t>(r.trace.kept));
 }
 
+// The definition, written the plain way: rank the whole vocabulary, normalise over the top k,
+// drop below min_p, cut at top_p, draw. Returns the token and the draw's distance to the nearest
+// edge of a cumulative-mass interval (rounding may legitimately decide a draw closer than that).
+std::pair<std::int32_t, double> sample_by_definition(const std::vector<float>& logits, const SamplingRowParams& p) {
+  const auto order = ranking(logits, p.temperature);
+  const std::size_t k = p.top_k > 0 ? std::min(order.size(), static_cast<std::size_t>(p.top_k)) : order.size();
+  const double top = logits[static_cast<std::size_t>(order[0])] / p.temperature;
+  std::vector<double> probs(k);
+  double z = 0;
+  for (std::size_t i = 0; i < k; ++i) z += probs[i] = std::exp(logits[static_cast<std::size_t>(order[i])] / p.temperature - top);
+  for (double& q : probs) q /= z;
+  std::size_t keep = k;
+  while (keep > 1 && probs[keep - 1] < p.min_p * probs[0]) --keep;
+  double margin = 1;
+  if (p.top_p < 1.0f) {
+    double mass = 0;
+    std::size_t i = 0;
+    for (; i < keep; ++i) {
+      mass += probs[i];
+      margin = std::min(margin, std::fabs(mass - p.top_p));
+      if (mass >= p.top_p) break;
+    }
+    keep = std::min(keep, i + 1);
+  }
+  double total = 0;
+  for (std::size_t i = 0; i < keep; ++i) total += probs[i];
+  const double draw = sampling_uniform(p.seed, p.step) * total;
+  double acc = 0;
+  for (std::size_t i = 0; i < keep; ++i) {
+    margin = std::min(margin, std::fabs(draw - acc));
+    acc += probs[i];
+    if (draw < acc) return {order[i], std::min(margin, acc - draw)};
+  }
+  return {order[keep - 1], 0.0};
+}
+
+// The sampler ranks only the head of the order a walk can reach; it must draw exactly what the
+// definition draws, over small and large vocabularies, flat and peaked logits.
+RC_GTEST_PROP(CpuSamplerProperty, DrawsWhatTheDefinitionDraws, ()) {
+  const auto n = *rc::gen::element<std::size_t>(1, 7, 300, 5000, 49152);
+  auto logits = random_logits(n, *rc::gen::arbitrary<std::uint32_t>(), static_cast<float>(*rc::gen::inRange(1, 60)) / 10.0f);
+  for (int peaks = *rc::gen::inRange(0, 4); peaks > 0; --peaks) {
+    logits[*rc::gen::inRange<std::size_t>(0, n)] += static_cast<float>(*rc::gen::inRange(0, 25));
+  }
+  SamplingRowParams p;
+  p.temperature = static_cast<float>(*rc::gen::inRange(5, 200)) / 100.0f;
+  p.top_k = *rc::gen::element(0, 0, 1, 5, 40, 1000);
+  p.top_p = *rc::gen::element(1.0f, 1.0f, 0.999f, 0.95f, 0.5f, 0.1f);
+  p.min_p = *rc::gen::element(0.0f, 0.0f, 1e-4f, 0.05f, 0.3f, 1.0f);
+  p.seed = *rc::gen::arbitrary<std::uint64_t>();
+  p.step = *rc::gen::arbitrary<std::uint64_t>();
+  const auto [expected, margin] = sample_by_definition(logits, p);
+  const OneRow r = sample_one(logits, p);
+  RC_ASSERT(r.token == expected || margin < 1e-9);
+}
+
 // As temperature goes to 0, sampling becomes greedy wherever the best logit stands out.
 RC_GTEST_PROP(CpuSamplerProperty, TinyTemperatureIsGreedy, ()) {
   const auto n = *rc::gen::inRange<std::size_t>(2, 300);
