@@ -26,6 +26,11 @@ std::string CpuExecutor::describe() const {
          " MiB)";
 }
 
+void CpuExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out) {
+  forward(batch, out.logits);
+  sample_on_host(out.logits, model_.config().vocab_size, draws, out, &pool_);
+}
+
 void CpuExecutor::copy_blocks(std::span<const BlockCopy> copies) {
   for (const BlockCopy& c : copies) cache_.copy_block(c.from, c.to);
 }

@@ -23,6 +23,8 @@ class CpuExecutor final : public Executor {
   CpuExecutor(const Model& model, KvCache& cache, std::size_t threads);
 
   void forward(const StepBatch& batch, std::vector<float>& logits) override;
+  // forward(), then the draws on the host, spread over the pool's threads.
+  void forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
   std::string describe() const override;
   std::size_t threads() const { return pool_.size(); }

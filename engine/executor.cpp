@@ -19,15 +19,4 @@ void StepBatch::add_token(TokenId token, std::int32_t position, std::int32_t seq
   token_seq.push_back(seq_row);
 }
 
-void Executor::forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out) {
-  forward(batch, out.logits);
-  if (batch.logit_rows.empty()) {
-    TG_CHECK(draws.size() == 0);
-    out.tokens.clear();
-    out.logprobs.clear();
-    return;
-  }
-  sample_on_host(out.logits, out.logits.size() / batch.logit_rows.size(), draws, out);
-}
-
 }  // namespace tiergate::engine

@@ -36,10 +36,9 @@ class Executor {
   virtual ~Executor() = default;
   // logits: [batch.logit_rows.size(), vocab] on the host, in logit_rows order.
   virtual void forward(const StepBatch& batch, std::vector<float>& logits) = 0;
-  // The step and its draws (draws.logit_rows index batch.logit_rows). The default runs forward()
-  // and samples on the host; a device executor samples where its logits are and sends back only
-  // tokens and logprobs (and the logits when draws.want_logits).
-  virtual void forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out);
+  // The step and its draws (draws.logit_rows index batch.logit_rows), sampled where the logits
+  // are: out.tokens and out.logprobs, and out.logits when draws.want_logits.
+  virtual void forward_sampled(const StepBatch& batch, const SamplingStep& draws, SampledStep& out) = 0;
   // Copy-on-write of whole blocks (every layer's keys and values).
   virtual void copy_blocks(std::span<const BlockCopy> copies) = 0;
   // One line for logs: device, KV pool, precision.

@@ -13,6 +13,10 @@
 #include "engine/tokenizer.h"
 #include "kernels/sampling.h"
 
+namespace tiergate::kernels::cpu {
+class ThreadPool;
+}
+
 namespace tiergate::engine {
 
 struct SamplingStep {
@@ -33,8 +37,10 @@ struct SampledStep {
   std::vector<float> logits;    // [logit rows, vocab] when want_logits, in logit_rows order
 };
 
-// Runs every draw of `step` on the host over `logits` ([logit rows, vocab]) with the CPU reference
-// sampler; fills out.tokens and out.logprobs (not out.logits).
-void sample_on_host(std::span<const float> logits, std::size_t vocab, const SamplingStep& step, SampledStep& out);
+// Runs every draw of `step` on the host over `logits` ([logit rows, vocab]) with kernels/cpu's
+// sampler, spread over `pool`'s threads when given; fills out.tokens and out.logprobs (not
+// out.logits).
+void sample_on_host(std::span<const float> logits, std::size_t vocab, const SamplingStep& step, SampledStep& out,
+                    kernels::cpu::ThreadPool* pool = nullptr);
 
 }  // namespace tiergate::engine
