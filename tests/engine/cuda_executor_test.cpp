@@ -32,25 +32,38 @@ std::size_t comparable_steps(const FixtureCase& c) {
   return n;
 }
 
+constexpr std::size_t kPoolBlocks = 64;
+
+CudaExecutorOptions small_pool() {
+  CudaExecutorOptions options;
+  options.num_blocks = kPoolBlocks;
+  return options;
+}
+
+// `tokens` as one sequence's single prefill step (blocks from `bm`, sequence 1); positions from
+// `logits_from` on give logit rows.
+StepBatch one_sequence_step(BlockManager& bm, const std::vector<TokenId>& tokens, std::size_t logits_from) {
+  EXPECT_TRUE(bm.allocate(1, tokens));
+  StepBatch batch;
+  batch.max_blocks = bm.block_table(1).size();
+  const std::int32_t row = batch.add_sequence(bm.block_table(1));
+  for (std::size_t p = 0; p < tokens.size(); ++p)
+    batch.add_token(tokens[p], static_cast<std::int32_t>(p), row, p >= logits_from);
+  return batch;
+}
+
 TEST(CudaExecutor, TeacherForcedArgmaxMatchesTheCpuUpToTheFirstNearTie) {
   TG_REQUIRE_GPU();
   TG_REQUIRE_MODEL(model);
-  CudaExecutorOptions options;
-  options.num_blocks = 64;
-  CudaExecutor gpu(*model, options);
+  CudaExecutor gpu(*model, small_pool());
   const std::size_t vocab = model->config().vocab_size;
   std::size_t compared = 0;
   for (const FixtureCase& c : testing::load_greedy_cases()) {
     std::vector<TokenId> all = c.prompt_ids;
     all.insert(all.end(), c.greedy.begin(), c.greedy.end() - 1);
-    ASSERT_LE(all.size(), 64u * 16u);
-    BlockManager bm(64, 16);
-    ASSERT_TRUE(bm.allocate(1, all));
-    StepBatch batch;
-    batch.max_blocks = bm.block_table(1).size();
-    const std::int32_t row = batch.add_sequence(bm.block_table(1));
-    for (std::size_t p = 0; p < all.size(); ++p)
-      batch.add_token(all[p], static_cast<std::int32_t>(p), row, p + 1 >= c.prompt_ids.size());
+    ASSERT_LE(all.size(), kPoolBlocks * 16u);
+    BlockManager bm(kPoolBlocks, 16);
+    const StepBatch batch = one_sequence_step(bm, all, c.prompt_ids.size() - 1);
     std::vector<float> logits;
     gpu.forward(batch, logits);
     ASSERT_EQ(logits.size(), c.greedy.size() * vocab);
@@ -133,18 +146,11 @@ TEST(CudaExecutor, ForkedChoicesShareThePromptAndAgree) {
 TEST(CudaExecutor, GpuSamplingDrawsWhatTheHostDrawsFromTheSameLogits) {
   TG_REQUIRE_GPU();
   TG_REQUIRE_MODEL(model);
-  CudaExecutorOptions options;
-  options.num_blocks = 64;
-  CudaExecutor gpu(*model, options);
+  CudaExecutor gpu(*model, small_pool());
   const std::size_t vocab = model->config().vocab_size;
   const auto prompt = model->tokenizer().encode("Write a short poem about the sea and the wind", true);
-  BlockManager bm(64, 16);
-  ASSERT_TRUE(bm.allocate(1, prompt));
-  StepBatch batch;
-  batch.max_blocks = bm.block_table(1).size();
-  const std::int32_t row = batch.add_sequence(bm.block_table(1));
-  for (std::size_t p = 0; p < prompt.size(); ++p)  // the last 4 positions give logit rows
-    batch.add_token(prompt[p], static_cast<std::int32_t>(p), row, p + 4 >= prompt.size());
+  BlockManager bm(kPoolBlocks, 16);
+  const StepBatch batch = one_sequence_step(bm, prompt, prompt.size() - 4);  // 4 logit rows
   const auto rows = static_cast<std::int32_t>(batch.logit_rows.size());
 
   SamplingStep draws;
