@@ -515,10 +515,16 @@ void CudaExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& d
     if (bytes > 0) kc::memcpy_async(buffer.get(), host.data(), bytes, s);
   };
   if (D > 0) {
-    // Each draw reads its own copy of its row (several draws share a row when n > 1 forks).
-    stage(m.draw_rows, draws.logit_rows);
-    ensure(m.draw_logits, D * vocab * sizeof(float));
-    must(kc::gather_rows(m.logits.as<float>(), m.draw_rows.as<std::int32_t>(), D, vocab, m.draw_logits.as<float>(), s));
+    // Draws read the logit rows in place when they are the rows in order (no fork this step);
+    // otherwise each gets its own copy of its row (several share one when n > 1 forks).
+    bool in_place = D == R;
+    for (std::size_t d = 0; in_place && d < D; ++d) in_place = draws.logit_rows[d] == static_cast<std::int32_t>(d);
+    if (!in_place) {
+      stage(m.draw_rows, draws.logit_rows);
+      ensure(m.draw_logits, D * vocab * sizeof(float));
+      must(kc::gather_rows(m.logits.as<float>(), m.draw_rows.as<std::int32_t>(), D, vocab, m.draw_logits.as<float>(),
+                           s));
+    }
     stage(m.draw_params, draws.params);
     stage(m.history_offsets, draws.history_offsets);
     stage(m.history_tokens, draws.history_tokens);
@@ -528,7 +534,7 @@ void CudaExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& d
     const auto rows = static_cast<std::int32_t>(D), width = static_cast<std::int32_t>(vocab);
     ensure(m.sampling_workspace, std::max<std::size_t>(kc::sampling_workspace_bytes(rows, width), 16));
     kernels::SamplingBatch b;
-    b.logits = m.draw_logits.as<float>();
+    b.logits = in_place ? m.logits.as<float>() : m.draw_logits.as<float>();
     b.rows = rows;
     b.vocab = width;
     b.params = m.draw_params.as<kernels::SamplingRowParams>();

@@ -342,7 +342,7 @@ bool Engine::step() {
   }
   // The draws: one per sequence whose last token is computed this step, on its logit row; a
   // request that forks into n choices adds the other choices' first draws on the same row.
-  draws_ = {};
+  draws_.clear();
   std::vector<std::vector<std::unique_ptr<Sequence>>> children(rows.size());
   std::int32_t logit_row = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {

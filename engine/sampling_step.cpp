@@ -6,6 +6,15 @@
 
 namespace tiergate::engine {
 
+void SamplingStep::clear() {
+  logit_rows.clear();
+  params.clear();
+  history_offsets.assign(1, 0);
+  history_tokens.clear();
+  history_counts.clear();
+  want_logprobs = want_logits = false;
+}
+
 void sample_on_host(std::span<const float> logits, std::size_t vocab, const SamplingStep& step, SampledStep& out,
                     kernels::cpu::ThreadPool* pool) {
   const std::size_t draws = step.size();

@@ -29,6 +29,7 @@ struct SamplingStep {
   bool want_logits = false;    // some draw needs the whole row on the host (top_logprobs)
 
   std::size_t size() const { return logit_rows.size(); }
+  void clear();  // no draws; keeps the capacity for the next step
 };
 
 struct SampledStep {

@@ -30,7 +30,7 @@ constexpr auto before = [](const Candidate& a, const Candidate& b) {
 
 // The top-p cut and the draw over `ranked`, a prefix of the kept candidates in the sampler's order.
 // `kept` candidates survive top-k and min-p (ranked may hold fewer: the walks must end within
-// it), of total probability `kept_mass`; prob(c) is a candidate's top-k-normalised probability.
+// it), of total probability `kept_mass`; prob(i) is ranked[i]'s top-k-normalised probability.
 template <class Prob>
 std::int32_t cut_and_draw(const std::vector<Candidate>& ranked, std::size_t kept, double kept_mass, Prob prob,
                           const SamplingRowParams& p, SampleTrace& trace) {
@@ -41,7 +41,7 @@ std::int32_t cut_and_draw(const std::vector<Candidate>& ranked, std::size_t kept
     double mass = 0;
     std::size_t i = 0;
     for (; i < ranked.size(); ++i) {
-      mass += prob(ranked[i]);
+      mass += prob(i);
       trace.top_p_margin = std::min(trace.top_p_margin, std::fabs(mass - static_cast<double>(p.top_p)));
       if (mass >= p.top_p) break;
     }
@@ -57,7 +57,7 @@ std::int32_t cut_and_draw(const std::vector<Candidate>& ranked, std::size_t kept
   const std::size_t walk = std::min(keep, ranked.size());
   for (std::size_t i = 0; i < walk; ++i) {
     const double before_mass = acc;
-    acc += prob(ranked[i]);
+    acc += prob(i);
     if (draw < acc) {
       trace.draw_margin = std::min(draw - before_mass, acc - draw);
       return ranked[i].second;
@@ -106,8 +106,7 @@ std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowPa
     ranked.resize(keep);
     double mass = 0;
     for (std::size_t i = 0; i < keep; ++i) mass += probs[i];
-    auto prob = [&](const Candidate& c) { return std::exp(static_cast<double>(c.first - max)) / sum; };
-    return cut_and_draw(ranked, keep, mass, prob, p, trace);
+    return cut_and_draw(ranked, keep, mass, [&](std::size_t i) { return probs[i]; }, p, trace);
   }
 
   // The whole vocabulary, in weights w = exp(logit - max) (the best token's is 1) rather than
@@ -145,7 +144,7 @@ std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowPa
     if (weights[i] >= floor && bins[i] <= last_bin) ranked.emplace_back(logits[i], static_cast<std::int32_t>(i));
   }
   std::sort(ranked.begin(), ranked.end(), before);
-  auto prob = [&](const Candidate& c) { return weights[static_cast<std::size_t>(c.second)] / sum; };
+  auto prob = [&](std::size_t i) { return weights[static_cast<std::size_t>(ranked[i].second)] / sum; };
   return cut_and_draw(ranked, kept, kept_weight / sum, prob, p, trace);
 }
 

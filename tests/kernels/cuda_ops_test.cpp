@@ -163,16 +163,25 @@ TEST(CudaOpsValidation, GemmParams) {
   EXPECT_NE(gemm_error(q), "");
 }
 
-TEST(CudaOpsValidation, SamplingBatch) {
+// A batch of `rows` × `vocab` over single host objects: for checks that read only the shape.
+struct ShapeOnlySamplingBatch {
   float logits = 0;
   SamplingRowParams params;
   std::int32_t token = 0;
-  SamplingBatch b;
-  b.logits = &logits;
-  b.params = &params;
-  b.tokens = &token;
-  b.rows = 1;
-  b.vocab = 128256;
+  SamplingBatch batch(std::int32_t rows, std::int32_t vocab) {
+    SamplingBatch b;
+    b.logits = &logits;
+    b.params = &params;
+    b.tokens = &token;
+    b.rows = rows;
+    b.vocab = vocab;
+    return b;
+  }
+};
+
+TEST(CudaOpsValidation, SamplingBatch) {
+  ShapeOnlySamplingBatch shape;
+  const SamplingBatch b = shape.batch(1, 128256);
   EXPECT_EQ(sampling_error(b), "");
   EXPECT_EQ(sampling_workspace_bytes(3, 128256), 3u * 128256u * 4u);
   EXPECT_EQ(sampling_workspace_bytes(0, 128256), 0u);
@@ -795,15 +804,8 @@ TEST(CudaOps, SamplingIsDeterministicAndNeedsNoHistory) {
 TEST(CudaOps, SamplingRejectsAShortWorkspace) {
   TG_REQUIRE_GPU();
   Stream stream;
-  float logits = 0;
-  SamplingRowParams params;
-  std::int32_t token = 0;
-  SamplingBatch b;
-  b.logits = &logits;
-  b.params = &params;
-  b.tokens = &token;
-  b.rows = 2;
-  b.vocab = 1000;
+  ShapeOnlySamplingBatch shape;
+  const SamplingBatch b = shape.batch(2, 1000);
   DeviceBuffer ws(100);
   EXPECT_FALSE(sample(b, ws.get(), ws.bytes(), stream.handle()).ok());
 }
