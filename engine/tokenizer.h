@@ -80,6 +80,8 @@ class Tokenizer {
 
 // Turns a stream of tokens into text without ever emitting half a UTF-8 character: bytes of an
 // unfinished sequence are held until the next token completes them (or flush() gives up on them).
+// What it emits is always well-formed UTF-8: bytes that can never form a character (a generation
+// cut mid-character, a stray continuation byte) come out as U+FFFD.
 class StreamingDetokenizer {
  public:
   explicit StreamingDetokenizer(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}

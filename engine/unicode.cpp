@@ -95,4 +95,19 @@ std::size_t complete_utf8_prefix(std::string_view bytes) {
   return n;
 }
 
+std::string to_valid_utf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (std::size_t k = 0; k < bytes.size();) {
+    const DecodedCodepoint d = decode_utf8(bytes, k);
+    if (d.codepoint == kInvalidCodepoint) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+    } else {
+      out.append(bytes, k, d.length);
+    }
+    k += d.length;
+  }
+  return out;
+}
+
 }  // namespace tiergate::engine

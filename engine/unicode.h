@@ -43,4 +43,8 @@ std::uint8_t codepoint_flags(std::uint32_t codepoint);
 // well-formed) UTF-8 sequence: what a streaming detokenizer may emit now.
 std::size_t complete_utf8_prefix(std::string_view bytes);
 
+// `bytes` as well-formed UTF-8: each ill-formed byte becomes U+FFFD (as Python's
+// errors="replace" and HF tokenizers do), so text built from model tokens is always valid JSON.
+std::string to_valid_utf8(std::string_view bytes);
+
 }  // namespace tiergate::engine

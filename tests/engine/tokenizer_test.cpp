@@ -91,5 +91,39 @@ RC_GTEST_PROP(TokenizerProperty, StreamingNeverSplitsACharacter, ()) {
   RC_ASSERT(out == text);
 }
 
+TEST(Utf8, IllFormedBytesBecomeReplacementCharacters) {
+  EXPECT_EQ(to_valid_utf8("ok"), "ok");
+  EXPECT_EQ(to_valid_utf8("\xC3\xA9"), "\xC3\xA9");                 // é stays
+  EXPECT_EQ(to_valid_utf8("a\xF0\x9F"), "a\xEF\xBF\xBD\xEF\xBF\xBD");  // a cut emoji: one per byte
+  EXPECT_EQ(to_valid_utf8("\x80x"), "\xEF\xBF\xBDx");              // stray continuation byte
+  EXPECT_EQ(to_valid_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // overlong
+}
+
+// Whatever bytes the tokens stand for (a generation may stop mid-character or emit stray bytes),
+// every piece the detokenizer emits is well-formed UTF-8, and the pieces add up to the replacement
+// decoding of the whole byte stream.
+RC_GTEST_PROP(TokenizerProperty, StreamingAlwaysEmitsWellFormedUtf8, ()) {
+  const Model* model = testing::shared_model();
+  RC_PRE(model != nullptr);
+  const Tokenizer& tok = model->tokenizer();
+  const auto raw = *rc::gen::container<std::string>(rc::gen::arbitrary<char>());
+  std::string bytes;
+  for (char ch : raw) {
+    if (tok.can_encode_byte(static_cast<unsigned char>(ch))) bytes += ch;
+  }
+  const std::vector<TokenId> tokens = tok.encode(bytes, false);
+  StreamingDetokenizer stream(tok);
+  std::string out;
+  for (TokenId t : tokens) {
+    const std::string piece = stream.push(t);
+    RC_ASSERT(to_valid_utf8(piece) == piece);
+    out += piece;
+  }
+  const std::string last = stream.flush();
+  RC_ASSERT(to_valid_utf8(last) == last);
+  out += last;
+  RC_ASSERT(out == to_valid_utf8(tok.decode(tokens)));
+}
+
 }  // namespace
 }  // namespace tiergate::engine
