@@ -15,7 +15,8 @@ std::string to_json(const UsageReport& report) {
            ", \"weighted_tokens\": " + json_number(g.weighted_tokens) +
            ", \"requests\": " + std::to_string(g.requests) +
            ", \"waiting\": " + std::to_string(g.waiting) +
-           ", \"running\": " + std::to_string(g.running) + "}";
+           ", \"running\": " + std::to_string(g.running) +
+           ", \"retired_users\": " + std::to_string(g.retired_users) + "}";
   }
   out += "], \"users\": [";
   for (std::size_t i = 0; i < report.users.size(); ++i) {

@@ -31,6 +31,9 @@ struct GroupUsage {
   std::uint64_t requests = 0;
   std::size_t waiting = 0;
   std::size_t running = 0;
+  // Users whose accounts were dropped when they went idle (unknown users, DESIGN.md §3): their
+  // service stays in the group's totals, they are not listed one by one.
+  std::uint64_t retired_users = 0;
 };
 
 struct UsageReport {
