@@ -13,7 +13,7 @@
 #include "engine/cpu_executor.h"
 #include "engine/cuda_executor.h"
 #include "engine/engine.h"
-#include "engine/fifo_admission.h"
+#include "engine/fifo_policy.h"
 #include "engine/sampler.h"
 #include "tests/engine/model_fixture.h"
 #include "tests/kernels/gpu_test_support.h"
@@ -89,7 +89,7 @@ TEST(CudaExecutor, EngineGreedyDecodingMatchesTheCpuUpToTheFirstNearTie) {
   config.device = Device::kCuda;
   config.num_blocks = 256;
   config.token_budget = 64;  // several prefill chunks per prompt
-  FifoAdmission fifo;
+  FifoPolicy fifo;
   std::map<RequestId, std::vector<TokenId>> out;
   Engine engine(*model, config, fifo, [&](RequestOutput&& o) {
     out[o.id].insert(out[o.id].end(), o.tokens.begin(), o.tokens.end());
@@ -122,7 +122,7 @@ TEST(CudaExecutor, ForkedChoicesShareThePromptAndAgree) {
   EngineConfig config;
   config.device = Device::kCuda;
   config.num_blocks = 64;
-  FifoAdmission fifo;
+  FifoPolicy fifo;
   std::map<std::int32_t, std::vector<TokenId>> choices;
   Engine engine(*model, config, fifo, [&](RequestOutput&& o) {
     choices[o.index].insert(choices[o.index].end(), o.tokens.begin(), o.tokens.end());
