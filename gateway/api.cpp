@@ -43,25 +43,25 @@ struct Generation {
   std::chrono::steady_clock::time_point received;
   std::vector<std::chrono::steady_clock::time_point> last_output;  // per choice
   bool first_output_seen = false;
+  bool streamed = false;  // some stream event has been sent (the status line with it)
 };
 
 }  // namespace
 
 Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options)
-    : service_(service), keys_(std::move(keys)), options_(std::move(options)), sessions_(options_.sessions) {
-  std::error_code ec;
-  qos_mtime_ = std::filesystem::last_write_time(options_.qos_config_path, ec);
-}
+    : service_(service),
+      keys_(std::move(keys)),
+      options_(std::move(options)),
+      sessions_(options_.sessions),
+      qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
+        service_.reload(std::move(config));
+        std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
+      }) {}
 
 void Api::reload_qos_if_changed() {
-  std::error_code ec;
-  const auto mtime = std::filesystem::last_write_time(options_.qos_config_path, ec);
-  {
-    std::lock_guard lock(watch_mutex_);
-    if (ec || mtime == qos_mtime_) return;
-    qos_mtime_ = mtime;
+  if (auto problems = qos_reloader_.reload_if_changed(); problems && !problems->empty()) {
+    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", problems->c_str());
   }
-  reload_qos();
 }
 
 void Api::count(const std::string& route, int status) {
@@ -228,15 +228,21 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
   gen->sink = sink;
   const bool streaming = req.stream;
   const std::string route_copy = route;
-  auto on_output = [this, gen, route_copy](const engine::RequestOutput& o, bool expired) {
+  auto on_output = [this, gen, route_copy](const engine::RequestOutput& o, OutputEvent event) {
     const GenerationRequest& rq = gen->request;
-    if (expired) {
-      count(route_copy, 503);
-      const ApiError e{503, "the request waited longer than its group's queue bound", "server_error", "", "queue_timeout"};
-      if (rq.stream) {
-        gen->sink->stream("data: " + e.to_json() + "\n\n");
+    if (event != OutputEvent::kOutput) {
+      const ApiError e = event == OutputEvent::kExpired
+                             ? ApiError{503, "the request waited longer than its group's queue bound", "server_error",
+                                        "", "queue_timeout"}
+                         : event == OutputEvent::kStopping
+                             ? ApiError{503, "the server is shutting down; retry on another replica", "server_error",
+                                        "", "server_shutting_down"}
+                             : ApiError{500, "internal server error", "server_error", "", "internal_error"};
+      count(route_copy, e.status);
+      if (gen->streamed) {  // the status line is gone: the stream ends with the error as its last event
+        gen->sink->stream(rq.endpoint == Endpoint::kInteractive ? e.to_json() + "\n" : "data: " + e.to_json() + "\n\n");
         gen->sink->end_stream();
-      } else {
+      } else {             // nothing sent yet: a plain error response replaces the held stream headers
         gen->sink->respond(error_response(e));
       }
       return;
@@ -258,7 +264,10 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     const std::string finish = o.finish == engine::FinishReason::kNone ? "" : engine::to_string(o.finish);
     if (rq.endpoint == Endpoint::kInteractive) {
       c.text += o.text;
-      if (rq.stream) gen->sink->stream(interactive_chunk(o.text, o.completion_tokens, finish));
+      if (rq.stream) {
+        gen->sink->stream(interactive_chunk(o.text, o.completion_tokens, finish));
+        gen->streamed = true;
+      }
       if (finish.empty()) return;
       count(route_copy, 200);
       end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
@@ -276,6 +285,7 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       if (!o.text.empty() || !finish.empty() || !gen->started[i]) {
         gen->sink->stream(stream_chunk(rq, gen->id, gen->created, o.index, o.text, !gen->started[i], finish));
         gen->started[i] = true;
+        gen->streamed = true;
       }
     } else {
       c.text += o.text;
@@ -316,6 +326,9 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       return id;
     case SubmitResult::Status::kInvalid:
       return refuse(error(400, submitted.message, "invalid_request_error", submitted.param));
+    case SubmitResult::Status::kStopping:
+      return refuse(error(503, "the server is shutting down; retry on another replica", "server_error", "",
+                          "server_shutting_down"));
     case SubmitResult::Status::kUserNotConfigured:
       return refuse(error(403, "user '" + user + "' is not configured in the QoS config and no group takes unknown users",
                           "permission_error", qos_route ? "user_id" : "user", "user_not_configured"));
@@ -345,14 +358,11 @@ void Api::end_interactive(const GenerationRequest& request, const std::string& u
 }
 
 std::string Api::reload_qos() {
-  qos::ConfigParseResult parsed = qos::load_config_file(options_.qos_config_path);
-  if (!parsed.ok()) {
-    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", parsed.describe().c_str());
-    return parsed.describe();
+  const std::string problems = qos_reloader_.reload();
+  if (!problems.empty()) {
+    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", problems.c_str());
   }
-  service_.reload(parsed.config);
-  std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
-  return "";
+  return problems;
 }
 
 std::string Api::metrics() const {

@@ -18,6 +18,7 @@
 #include "gateway/engine_service.h"
 #include "gateway/histogram.h"
 #include "gateway/openai_protocol.h"
+#include "qos/config_reloader.h"
 
 namespace tiergate::gateway {
 
@@ -82,8 +83,7 @@ class Api {
   std::shared_ptr<const ApiKeyStore> keys_;
   ApiOptions options_;
   ChatSessions sessions_;  // interactive_qos conversations, bounded by options_.sessions
-  std::mutex watch_mutex_;
-  std::filesystem::file_time_type qos_mtime_{};
+  qos::ConfigReloader qos_reloader_;
   Histogram ttft_;               // request received → first output
   Histogram inter_token_;        // between successive outputs of one choice, per token
   mutable std::mutex metrics_mutex_;

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "engine/engine.h"
-#include "engine/fifo_admission.h"
+#include "engine/fifo_policy.h"
 #include "gateway/cli_args.h"
 #include "gateway/generate_command.h"
 
@@ -57,7 +57,7 @@ Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prom
   config.max_running = batch;
   config.token_budget = std::max<std::size_t>(512, batch);
   config.num_blocks = batch * ((prompt_tokens + gen_tokens) / config.block_size + 2) + 4;
-  engine::FifoAdmission fifo;
+  engine::FifoPolicy fifo;
   std::size_t first_tokens = 0;
   Clock::time_point t_first{};
   double waste_sum = 0;
