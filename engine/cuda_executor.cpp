@@ -94,7 +94,7 @@ struct CudaExecutor::Impl {
   GpuWeight norm_from(const Weight& w) {
     if (w.type != DType::kF32) throw std::runtime_error("CUDA executor: norm weights must be F32 in the file");
     GpuWeight g{kc::DeviceBuffer(w.rows * w.cols * sizeof(float)), w.rows, w.cols};
-    g.data.upload(w.data, g.data.bytes());
+    g.data.upload(w.data, g.data.bytes(), stream.handle());
     return g;
   }
 
@@ -103,7 +103,7 @@ struct CudaExecutor::Impl {
       throw std::runtime_error("CUDA executor: " + e);
     const std::size_t bytes = w.rows * kernels::row_bytes(w.type, w.cols);
     ensure(staging, bytes);
-    staging.upload(w.data, bytes);
+    staging.upload(w.data, bytes, stream.handle());
     GpuWeight g{kc::DeviceBuffer(w.rows * w.cols * dtype_bytes(options.weight_dtype)), w.rows, w.cols};
     must(kc::dequantize_rows(w.type, staging.get(), w.rows, w.cols, options.weight_dtype, g.data.get(),
                              stream.handle()));

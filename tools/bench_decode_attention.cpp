@@ -62,13 +62,13 @@ double peak_for(const std::string& name) {
 }
 
 // Fills `buf` with copies of a 16 MiB pattern of random cache values in [-1, 1).
-void fill_random(DeviceBuffer& buf, DType dtype, std::uint32_t seed) {
+void fill_random(DeviceBuffer& buf, DType dtype, std::uint32_t seed, void* stream) {
   std::vector<std::uint16_t> pattern(std::size_t{8} << 20);
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (std::uint16_t& x : pattern) x = dtype == DType::kBF16 ? float_to_bf16(dist(rng)) : float_to_half(dist(rng));
   const std::size_t chunk = pattern.size() * sizeof(std::uint16_t);
-  for (std::size_t off = 0; off < buf.bytes(); off += chunk) buf.upload(pattern.data(), std::min(chunk, buf.bytes() - off), off);
+  for (std::size_t off = 0; off < buf.bytes(); off += chunk) buf.upload(pattern.data(), std::min(chunk, buf.bytes() - off), stream, off);
 }
 
 void check(cudaError_t e, const char* what) {
@@ -104,13 +104,12 @@ int main(int argc, char** argv) {
   std::shuffle(tables.begin(), tables.end(), std::mt19937(7));
   std::vector<std::int32_t> token_seq(kBatch);
   std::iota(token_seq.begin(), token_seq.end(), 0);
-  DeviceBuffer d_tables(tables.size() * sizeof(std::int32_t)), d_seq(kBatch * sizeof(std::int32_t)),
-      d_pos(kBatch * sizeof(std::int32_t));
-  d_tables.upload(tables.data(), d_tables.bytes());
-  d_seq.upload(token_seq.data(), d_seq.bytes());
-
   cuda::Stream stream;
   const auto st = static_cast<cudaStream_t>(stream.handle());
+  DeviceBuffer d_tables(tables.size() * sizeof(std::int32_t)), d_seq(kBatch * sizeof(std::int32_t)),
+      d_pos(kBatch * sizeof(std::int32_t));
+  d_tables.upload(tables.data(), d_tables.bytes(), stream.handle());
+  d_seq.upload(token_seq.data(), d_seq.bytes(), stream.handle());
   cudaEvent_t start, stop;
   check(cudaEventCreate(&start), "cudaEventCreate");
   check(cudaEventCreate(&stop), "cudaEventCreate");
@@ -120,19 +119,19 @@ int main(int argc, char** argv) {
       const std::size_t heads = 32;
       const std::size_t pool_bytes = num_blocks * kBlock * kv_heads * kHeadDim * 2;
       DeviceBuffer k(pool_bytes), v(pool_bytes);
-      fill_random(k, dtype, 1);
-      fill_random(v, dtype, 2);
+      fill_random(k, dtype, 1, stream.handle());
+      fill_random(v, dtype, 2, stream.handle());
       const std::size_t row = kBatch * heads * kHeadDim;
       std::vector<float> q_host(row);
       std::mt19937 rng(3);
       std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
       for (float& x : q_host) x = dist(rng);
       DeviceBuffer q(row * sizeof(float)), out(row * sizeof(float));
-      q.upload(q_host.data(), q.bytes());
+      q.upload(q_host.data(), q.bytes(), stream.handle());
 
       for (const std::size_t context : kContexts) {
         const std::vector<std::int32_t> pos(kBatch, static_cast<std::int32_t>(context - 1));
-        d_pos.upload(pos.data(), d_pos.bytes());
+        d_pos.upload(pos.data(), d_pos.bytes(), stream.handle());
         PagedAttentionParams p;
         p.kv = {k.get(), v.get(), dtype, num_blocks, kBlock, kv_heads, kHeadDim};
         p.layout = {d_tables.as<std::int32_t>(), blocks_per_seq, d_seq.as<std::int32_t>(), d_pos.as<std::int32_t>(), kBatch};
