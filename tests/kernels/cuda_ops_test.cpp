@@ -1,4 +1,4 @@
-// kernels/cuda/{elementwise,dequant,gemm,sampling}: every GPU kernel against its CPU reference over
+// kernels/cuda/{elementwise,dequant,gemm,batch_ops,sampling}: every GPU kernel against its CPU reference over
 // the shapes of the models tiergate serves (SmolLM2-135M: hidden 576, 9/3 heads of 64, ffn 1536,
 // vocab 49152; a Llama-1B-like: hidden 2048, 32/8 heads of 64, ffn 8192, vocab 128256), with
 // atol/rtol or bit-exact checks and NaN checks. Argument validation is pure host code and runs
@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include "kernels/cpu/fp16.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/sampling.h"
+#include "kernels/cuda/batch_ops.h"
 #include "kernels/cuda/dequant.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/elementwise.h"
@@ -557,6 +559,124 @@ TEST(CudaOps, GemmRejectsBadParamsWithoutLaunching) {
   EXPECT_NE(s.error.find("null"), std::string::npos) << s.error;
 }
 
+// ---- batch ops: gather, argmax, seeded fills ----
+
+TEST(CudaOps, GatherRowsCopiesTheNamedRowsExactly) {
+  TG_REQUIRE_GPU();
+  Stream stream;
+  for (std::size_t n : {49152u, 576u, 5u, 1u}) {
+    const std::size_t source_rows = 50;
+    const auto x = random_floats(source_rows * n, static_cast<std::uint32_t>(n), 3.0f);
+    const std::vector<std::int32_t> rows = {49, 0, 7, 7, 3, 48, 0, 25};  // any order, repeats allowed
+    std::vector<float> want;
+    for (std::int32_t r : rows) want.insert(want.end(), x.begin() + r * static_cast<long>(n), x.begin() + (r + 1) * static_cast<long>(n));
+    DeviceBuffer dx = to_device(x, stream), drows = to_device(rows, stream), dout(want.size() * sizeof(float));
+    ASSERT_TRUE(gather_rows(dx.as<float>(), drows.as<std::int32_t>(), rows.size(), n, dout.as<float>(), stream.handle()).ok());
+    expect_bits_equal(float_bits(to_host<float>(dout, want.size(), stream)), float_bits(want),
+                      "gather_rows n " + std::to_string(n));
+  }
+}
+
+// The contract of argmax_rows: the lowest index of the largest non-NaN value; -inf is a value;
+// a row with no number answers 0.
+std::int32_t reference_argmax(const float* row, std::size_t n) {
+  std::int32_t best = -1;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (std::isnan(row[i])) continue;
+    if (best < 0 || row[i] > row[best]) best = static_cast<std::int32_t>(i);
+  }
+  return best < 0 ? 0 : best;
+}
+
+TEST(CudaOps, ArgmaxRowsBreaksTiesByLowestIndexAndSkipsNaN) {
+  TG_REQUIRE_GPU();
+  Stream stream;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = INFINITY;
+  for (std::size_t n : {128256u, 49152u, 300u, 7u, 1u}) {
+    std::vector<std::vector<float>> rows;
+    rows.push_back(random_floats(n, static_cast<std::uint32_t>(n), 5.0f));  // plain
+    std::vector<float> ties = random_floats(n, static_cast<std::uint32_t>(n + 1), 1.0f);
+    for (std::size_t i : {n - 1, n / 2, n / 3 + 1, std::min<std::size_t>(n - 1, 300), std::min<std::size_t>(n - 1, 17)})
+      ties[i] = 9.0f;  // equal maxima in different threads and warps of the CTA
+    rows.push_back(ties);
+    std::vector<float> nans = random_floats(n, static_cast<std::uint32_t>(n + 2), 1.0f);
+    for (std::size_t i = 0; i < n; i += 3) nans[i] = nan;  // NaN at 0 and every third index
+    rows.push_back(nans);
+    rows.push_back(std::vector<float>(n, nan));   // nothing but NaN: 0
+    rows.push_back(std::vector<float>(n, -inf));  // every value -inf: the first
+    std::vector<float> neg(n, -inf);
+    neg[0] = nan;
+    neg[n - 1] = -FLT_MAX;
+    rows.push_back(neg);  // NaN at 0, then -inf, the largest (-FLT_MAX) last
+    std::vector<float> masked(n, nan);
+    masked[n - 1] = -inf;
+    rows.push_back(masked);  // NaN everywhere but a -inf at the end: the -inf
+    std::vector<float> plus_inf = random_floats(n, static_cast<std::uint32_t>(n + 3), 1.0f);
+    plus_inf[n / 2] = inf;
+    plus_inf[0] = nan;
+    rows.push_back(plus_inf);
+    std::vector<float> flat;
+    std::vector<std::int32_t> want;
+    for (const auto& r : rows) {
+      flat.insert(flat.end(), r.begin(), r.end());
+      want.push_back(reference_argmax(r.data(), n));
+    }
+    DeviceBuffer dl = to_device(flat, stream), dout(rows.size() * sizeof(std::int32_t));
+    ASSERT_TRUE(argmax_rows(dl.as<float>(), rows.size(), n, dout.as<std::int32_t>(), stream.handle()).ok());
+    const auto got = to_host<std::int32_t>(dout, rows.size(), stream);
+    for (std::size_t r = 0; r < rows.size(); ++r) EXPECT_EQ(got[r], want[r]) << "row kind " << r << ", n " << n;
+  }
+}
+
+TEST(CudaOps, FillUniformWritesItsDocumentedValues) {
+  TG_REQUIRE_GPU();
+  Stream stream;
+  // Past 65536 CTAs x 256 threads the kernel strides; 17M elements cover that.
+  for (std::size_t n : {1u, 1000u, 300001u, 17000000u}) {
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
+      const float lo = -0.044f, hi = 0.044f;
+      const std::uint64_t seed = 42 + n;
+      const std::size_t bytes = n * (type == DType::kF32 ? 4 : 2);
+      DeviceBuffer out(bytes), again(bytes), other(bytes);
+      ASSERT_TRUE(fill_uniform(type, out.get(), n, lo, hi, seed, stream.handle()).ok());
+      ASSERT_TRUE(fill_uniform(type, again.get(), n, lo, hi, seed, stream.handle()).ok());
+      ASSERT_TRUE(fill_uniform(type, other.get(), n, lo, hi, seed + 1, stream.handle()).ok());
+      const std::string what = "fill_uniform type " + std::to_string(static_cast<int>(type)) + " n " + std::to_string(n);
+      std::vector<float> values(n);
+      for (std::size_t i = 0; i < n; ++i) values[i] = testing::uniform_fill_value(seed, i, lo, hi);
+      for (float v : values) ASSERT_TRUE(v >= lo && v < hi) << what << ": " << v;
+      if (type == DType::kF32) {
+        const auto got = to_host<std::uint32_t>(out, n, stream);
+        expect_bits_equal(got, float_bits(values), what);
+        EXPECT_EQ(to_host<std::uint32_t>(again, n, stream), got) << what << ": not deterministic";
+        if (n > 1) {
+          EXPECT_NE(to_host<std::uint32_t>(other, n, stream), got) << what << ": the seed changes nothing";
+        }
+      } else {
+        std::vector<std::uint16_t> want(n);
+        for (std::size_t i = 0; i < n; ++i) want[i] = type == DType::kF16 ? float_to_half(values[i]) : float_to_bf16(values[i]);
+        const auto got = to_host<std::uint16_t>(out, n, stream);
+        expect_bits_equal(got, want, what);
+        EXPECT_EQ(to_host<std::uint16_t>(again, n, stream), got) << what << ": not deterministic";
+        if (n > 1) {
+          EXPECT_NE(to_host<std::uint16_t>(other, n, stream), got) << what << ": the seed changes nothing";
+        }
+      }
+      if (n >= 300001) {  // uniform: mean and spread of U(lo, hi)
+        double sum = 0, sq = 0;
+        for (float v : values) {
+          sum += v;
+          sq += static_cast<double>(v) * v;
+        }
+        const double mean = sum / static_cast<double>(n), var = sq / static_cast<double>(n) - mean * mean;
+        EXPECT_NEAR(mean, 0.0, 0.044 * 0.01) << what;
+        EXPECT_NEAR(var, 0.088 * 0.088 / 12, 0.088 * 0.088 / 12 * 0.02) << what;
+      }
+    }
+  }
+  EXPECT_FALSE(fill_uniform(DType::kQ8_0, nullptr, 10, 0, 1, 1, stream.handle()).ok());
+}
+
 // ---- sampling ----
 
 // A batch on the host, its device copy, and both backends' answers.
@@ -620,10 +740,46 @@ void add_row(SamplingCase& c, const SamplingRowParams& p, int shape, std::size_t
   c.offsets.push_back(static_cast<std::int32_t>(c.hist_tokens.size()));
 }
 
-// Runs both backends on `c` and compares token by token. A disagreement is accepted only where the
-// CPU's trace shows top_p, or the draw, within 1e-6 of a cumulative-mass boundary (the two
-// backends sum mass differently: double in sorted order vs exact fixed point), the draw at most
-// once per case.
+// Compares the GPU's tokens with the CPU's row by row (and logprobs where both are given). A
+// disagreement is accepted only where the CPU's trace shows top_p, or the draw, within 1e-6 of a
+// cumulative-mass boundary (the two backends sum mass differently: double in sorted order vs
+// exact fixed point), the draw at most once per batch.
+void expect_rows_agree(const std::string& name, std::int32_t vocab, const std::vector<SamplingRowParams>& params,
+                       const std::vector<cpu::SampleTrace>& traces, const std::vector<std::int32_t>& gpu_tokens,
+                       const std::vector<std::int32_t>& cpu_tokens, const std::vector<float>* gpu_logprobs,
+                       const std::vector<float>* cpu_logprobs) {
+  ASSERT_EQ(gpu_tokens.size(), params.size());
+  ASSERT_EQ(cpu_tokens.size(), params.size());
+  int boundary_cases = 0;
+  for (std::size_t r = 0; r < params.size(); ++r) {
+    const SamplingRowParams& p = params[r];
+    const cpu::SampleTrace& t = traces[r];
+    std::ostringstream row;
+    row << name << " row " << r << " (vocab " << vocab << ", T " << p.temperature << ", top_k " << p.top_k << ", top_p "
+        << p.top_p << ", min_p " << p.min_p << ", rep " << p.repetition_penalty << ", pres " << p.presence_penalty
+        << ", freq " << p.frequency_penalty << ", seed " << p.seed << ", step " << p.step << "; cpu kept " << t.kept
+        << ", draw " << t.draw << " of " << t.kept_mass << ", draw margin " << t.draw_margin << ", top_p margin "
+        << t.top_p_margin << ")";
+    ASSERT_GE(gpu_tokens[r], 0) << row.str();
+    ASSERT_LT(gpu_tokens[r], vocab) << row.str();
+    if (gpu_tokens[r] != cpu_tokens[r]) {
+      // top_p landing on a cumulative mass (exact ties, e.g. 5000 equal candidates and top_p 0.5)
+      // is decided by the rounding of the CPU's double sums, for every row sharing those logits;
+      // a draw on a boundary is a one-off.
+      const bool top_p_tie = !t.greedy && t.top_p_margin < 1e-6;
+      const bool draw_tie = !t.greedy && t.draw_margin < 1e-6 * t.kept_mass;
+      EXPECT_TRUE(top_p_tie || draw_tie) << row.str() << ": gpu " << gpu_tokens[r] << " cpu " << cpu_tokens[r];
+      if (!top_p_tie) ++boundary_cases;
+      continue;
+    }
+    if (!gpu_logprobs || !cpu_logprobs) continue;
+    EXPECT_FALSE(std::isnan((*gpu_logprobs)[r])) << row.str();
+    EXPECT_NEAR((*gpu_logprobs)[r], (*cpu_logprobs)[r], 2e-5 + 1e-6 * std::fabs((*cpu_logprobs)[r])) << row.str() << " logprob";
+  }
+  EXPECT_LE(boundary_cases, 1) << name << ": too many draws on a boundary to be rounding";
+}
+
+// Runs both backends on `c` and compares token by token (expect_rows_agree).
 void expect_gpu_matches_cpu(const SamplingCase& c, Stream& stream) {
   const std::int32_t rows = c.rows();
   std::vector<std::int32_t> cpu_tokens(static_cast<std::size_t>(rows));
@@ -661,33 +817,7 @@ void expect_gpu_matches_cpu(const SamplingCase& c, Stream& stream) {
   const auto gpu_tokens = to_host<std::int32_t>(dtok, static_cast<std::size_t>(rows), stream);
   const auto gpu_logprobs = to_host<float>(dlp, static_cast<std::size_t>(rows), stream);
 
-  int boundary_cases = 0;
-  for (std::int32_t r = 0; r < rows; ++r) {
-    const auto ur = static_cast<std::size_t>(r);
-    const SamplingRowParams& p = c.params[ur];
-    const cpu::SampleTrace& t = traces[ur];
-    std::ostringstream row;
-    row << c.name << " row " << r << " (vocab " << c.vocab << ", T " << p.temperature << ", top_k " << p.top_k << ", top_p "
-        << p.top_p << ", min_p " << p.min_p << ", rep " << p.repetition_penalty << ", pres " << p.presence_penalty
-        << ", freq " << p.frequency_penalty << ", seed " << p.seed << ", step " << p.step << "; cpu kept " << t.kept
-        << ", draw " << t.draw << " of " << t.kept_mass << ", draw margin " << t.draw_margin << ", top_p margin "
-        << t.top_p_margin << ")";
-    ASSERT_GE(gpu_tokens[ur], 0) << row.str();
-    ASSERT_LT(gpu_tokens[ur], c.vocab) << row.str();
-    if (gpu_tokens[ur] != cpu_tokens[ur]) {
-      // top_p landing on a cumulative mass (exact ties, e.g. 5000 equal candidates and top_p 0.5)
-      // is decided by the rounding of the CPU's double sums, for every row sharing those logits;
-      // a draw on a boundary is a one-off.
-      const bool top_p_tie = !t.greedy && t.top_p_margin < 1e-6;
-      const bool draw_tie = !t.greedy && t.draw_margin < 1e-6 * t.kept_mass;
-      EXPECT_TRUE(top_p_tie || draw_tie) << row.str() << ": gpu " << gpu_tokens[ur] << " cpu " << cpu_tokens[ur];
-      if (!top_p_tie) ++boundary_cases;
-      continue;
-    }
-    EXPECT_FALSE(std::isnan(gpu_logprobs[ur])) << row.str();
-    EXPECT_NEAR(gpu_logprobs[ur], cpu_logprobs[ur], 2e-5 + 1e-6 * std::fabs(cpu_logprobs[ur])) << row.str() << " logprob";
-  }
-  EXPECT_LE(boundary_cases, 1) << c.name << ": too many draws on a boundary to be rounding";
+  expect_rows_agree(c.name, c.vocab, c.params, traces, gpu_tokens, cpu_tokens, &gpu_logprobs, &cpu_logprobs);
 }
 
 // Parameter sets covering every path: greedy, the fast path, each filter alone, all together,
@@ -790,16 +920,15 @@ TEST(CudaOps, SamplingIsDeterministicAndNeedsNoHistory) {
   ASSERT_TRUE(sample(b, ws.get(), ws.bytes(), stream.handle()).ok());
   stream.synchronize();
   EXPECT_EQ(to_host<std::int32_t>(dtok, rows, stream), first);
-  // And it agrees with the CPU without history or logprobs.
+  // And it agrees with the CPU without history or logprobs, a disagreement only on an interval edge.
   std::vector<std::int32_t> cpu_tokens(rows);
+  std::vector<cpu::SampleTrace> traces(rows);
   SamplingBatch hb = b;
   hb.logits = logits.data();
   hb.params = params.data();
   hb.tokens = cpu_tokens.data();
-  cpu::sample(hb);
-  std::size_t differ = 0;
-  for (std::size_t r = 0; r < first.size(); ++r) differ += first[r] != cpu_tokens[r];
-  EXPECT_LE(differ, 1u);
+  cpu::sample(hb, traces.data());
+  expect_rows_agree("no history", vocab, params, traces, first, cpu_tokens, nullptr, nullptr);
 }
 
 TEST(CudaOps, SamplingRejectsAShortWorkspace) {
