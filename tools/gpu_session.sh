@@ -210,7 +210,7 @@ case "$mode" in
     summary
     ;;
   *)
-    sed -n 2,21p "$0"
+    sed -n 2,20p "$0"
     exit 2
     ;;
 esac
