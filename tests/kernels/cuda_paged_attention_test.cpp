@@ -27,6 +27,8 @@
 namespace tiergate::kernels::cuda {
 namespace {
 
+using testing::to_device;
+
 // Both sides see bit-identical K/V values (the reference reads the same fp16/bf16 cache, widened
 // exactly to float) and both accumulate in fp32; they differ only in summation order and in exp
 // (exp2 of log2-domain scores on the GPU, libm exp on the CPU). With scores of magnitude <= ~15 and
@@ -194,24 +196,16 @@ std::vector<float> reference(const Problem& p, bool widen = false) {
   return out;
 }
 
-// A device copy of `host`, ordered on `stream` before the launches that read it.
-template <class T>
-DeviceBuffer upload(const std::vector<T>& host, const Stream& stream) {
-  DeviceBuffer b(std::max<std::size_t>(host.size() * sizeof(T), 16));
-  b.upload(host.data(), host.size() * sizeof(T), stream.handle());
-  return b;
-}
-
 // The problem on the device, with `out` prefilled with NaN so that an unwritten row shows.
 struct DeviceProblem {
   DeviceProblem(const Problem& p, const Stream& stream)
-      : k(upload(p.k, stream)),
-        v(upload(p.v, stream)),
-        tables(upload(p.tables, stream)),
-        token_seq(upload(p.token_seq, stream)),
-        token_pos(upload(p.token_pos, stream)),
-        q(upload(p.q, stream)),
-        out(upload(std::vector<float>(p.q.size(), std::numeric_limits<float>::quiet_NaN()), stream)) {
+      : k(to_device(p.k, stream)),
+        v(to_device(p.v, stream)),
+        tables(to_device(p.tables, stream)),
+        token_seq(to_device(p.token_seq, stream)),
+        token_pos(to_device(p.token_pos, stream)),
+        q(to_device(p.q, stream)),
+        out(to_device(std::vector<float>(p.q.size(), std::numeric_limits<float>::quiet_NaN()), stream)) {
     params.kv = {k.get(), v.get(), p.spec.dtype, p.num_blocks, p.spec.block_size, p.spec.heads.kv, p.spec.head_dim};
     params.layout = {tables.as<std::int32_t>(), p.max_blocks, token_seq.as<std::int32_t>(), token_pos.as<std::int32_t>(),
                      p.num_tokens()};
@@ -581,7 +575,7 @@ TEST(CudaKvAppend, MatchesCpuBitExact) {
 
         Stream stream;
         DeviceProblem d(p, stream);
-        const DeviceBuffer dk_new = upload(k_new, stream), dv_new = upload(v_new, stream);
+        const DeviceBuffer dk_new = to_device(k_new, stream), dv_new = to_device(v_new, stream);
         const KvAppendParams gpu{d.params.kv, d.params.layout, dk_new.as<float>(), dv_new.as<float>()};
         const Status st = kv_append(gpu, stream.handle());
         ASSERT_TRUE(st.ok()) << st.error;
