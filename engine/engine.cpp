@@ -64,13 +64,7 @@ std::unique_ptr<Executor> make_executor(const Model& model, EngineConfig& config
 #ifdef TIERGATE_HAVE_CUDA
   if (config.device == Device::kAuto) cuda = kernels::cuda::device_available();
   if (cuda) {
-    CudaExecutorOptions options;
-    options.block_size = config.block_size;
-    options.num_blocks = config.num_blocks;
-    options.kv_cache_memory_fraction = config.kv_cache_memory_fraction;
-    options.cuda_graphs = config.cuda_graphs;
-    options.max_batch_tokens = config.token_budget + config.max_running;
-    auto executor = std::make_unique<CudaExecutor>(model, options);
+    auto executor = std::make_unique<CudaExecutor>(model, cuda_executor_options(config));
     config.num_blocks = executor->num_blocks();
     return executor;
   }
