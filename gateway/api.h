@@ -68,6 +68,10 @@ class Api {
   void reload_qos_if_changed();
 
   std::string metrics() const;
+  // Graceful stop (the server calls these): waiting requests are answered 503 at once, running
+  // ones when the deadline passes; new ones are refused with 503 from the first call on.
+  void stop_waiting() { service_.stop_waiting(); }
+  void stop_running() { service_.stop_running(); }
 
  private:
   engine::RequestId handle_unguarded(const HttpRequest& request, std::shared_ptr<ResponseSink> sink,

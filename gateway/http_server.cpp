@@ -320,12 +320,22 @@ struct HttpServer::Impl {
     shared.stopping = true;
     beast::error_code ignored;
     acceptor.close(ignored);
+    // Waiting requests get their 503 now; running ones may finish until the deadline.
+    shared.api.stop_waiting();
     deadline = std::chrono::steady_clock::now() + shared.options.shutdown_deadline;
     poll_drain();
   }
 
   void poll_drain() {
-    if (shared.active_requests == 0 || std::chrono::steady_clock::now() >= deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline && !running_stopped) {
+      // Past the deadline the running ones are answered too (503, or a final SSE error event);
+      // their sessions then get a moment to write that before the loop stops.
+      running_stopped = true;
+      shared.api.stop_running();
+      deadline = now + std::chrono::seconds(5);
+    }
+    if (shared.active_requests == 0 || (running_stopped && now >= deadline)) {
       ioc.stop();
       return;
     }
@@ -339,6 +349,7 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor;
   net::signal_set signals;
   std::chrono::steady_clock::time_point deadline;
+  bool running_stopped = false;
 };
 
 HttpServer::HttpServer(ServerOptions options, Api& api) : impl_(std::make_unique<Impl>(std::move(options), api)) {}
