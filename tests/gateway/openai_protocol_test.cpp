@@ -8,6 +8,7 @@
 #include <simdjson.h>
 
 #include "gateway/api_keys.h"
+#include "tests/temp_file.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -87,8 +88,8 @@ TEST(OpenAiProtocol, ErrorJsonHasTheOpenAiShape) {
 
 TEST(ApiKeys, HashesAndMatchesInConstantTime) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  const std::string path = ::testing::TempDir() + "keys_test/api_keys.json";
-  std::remove(path.c_str());
+  const testing::TempFile file("api_keys.json", R"({"keys": []})");
+  const std::string& path = file.path();
   const std::string alice = ApiKeyStore::add_key(path, "alice", {"a1", "a2"}, false, false);
   const std::string saas = ApiKeyStore::add_key(path, "saas", {}, true, true);
   const auto store = ApiKeyStore::load(path);
