@@ -177,6 +177,13 @@ TEST(GgufFile, RejectsWhatIsNotAGgufFile) {
   EXPECT_NE(error_of("").find("empty"), std::string::npos);
 }
 
+TEST(GgufFile, RejectsShapesWhoseElementCountWraps) {
+  GgufBuilder b;
+  b.tensor("token_embd.weight", {64, (1ull << 58) + 3}, 8, 3 * 2 * 34);  // 64 * (2^58 + 3) = 2^64 + 192
+  const std::string e = error_of(b.build());
+  EXPECT_NE(e.find("token_embd.weight has more than 2^64 elements"), std::string::npos) << e;
+}
+
 // Every cut of the file, not a sample: a cut anywhere up to the end of the last tensor's bytes
 // fails with an error naming the file; a cut inside the padding after it loses no tensor byte, so
 // the file opens (as llama.cpp's mapped loader also accepts it).
