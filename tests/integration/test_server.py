@@ -3,7 +3,9 @@ package and curl. Started once per module with a fresh state directory (keys, se
 certificate) and stopped with SIGTERM, which must exit 0 (graceful shutdown).
 
 Run by ctest through tests/integration/run.sh (the venv with `openai` and `pytest` is set up by
-tools/test.sh); needs the default model (tools/fetch_model.sh)."""
+tools/test.sh). Needs the model TIERGATE_MODEL names, like the C++ tests (default: the one
+tools/fetch_model.sh fetches); without it every test fails rather than skips, so that a run without
+the model cannot pass (run.sh decides, before pytest, whether ctest reports a skip instead)."""
 import json
 import os
 import re
@@ -18,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("TIERGATE_BINARY", ROOT / "build/release/gateway/tiergate"))
-MODEL = ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = Path(os.environ.get("TIERGATE_MODEL") or ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def keys_add(state, *args):
@@ -32,8 +34,8 @@ SESSION_TTL_S = 5  # short, so the expiry test need not wait long
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not MODEL.exists():
-        pytest.skip(f"model not found at {MODEL} (run tools/fetch_model.sh)")
+    if not MODEL.is_file():
+        pytest.fail(f"model not found at {MODEL} (run tools/fetch_model.sh, or set TIERGATE_MODEL)")
     state = tmp_path_factory.mktemp("state")
     qos = state / "qos_config.json"
     qos.write_text((ROOT / "config/qos_config.json").read_text())
