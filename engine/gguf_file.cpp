@@ -210,7 +210,14 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
       throw GgufError(path + ": tensor " + tensor.name + " has rows of " + std::to_string(tensor.shape[0]) +
                       " elements, not a multiple of its block size " + std::to_string(per_block));
     }
-    const std::uint64_t bytes = tensor.elements() / per_block * kernels::block_bytes(tensor.type);
+    // A corrupt dimension can make the element count wrap to a small number that fits the file.
+    std::uint64_t elements = 1;
+    for (std::uint64_t d : tensor.shape) {
+      if (__builtin_mul_overflow(elements, d, &elements)) {
+        throw GgufError(path + ": tensor " + tensor.name + " has more than 2^64 elements: the file is corrupt");
+      }
+    }
+    const std::uint64_t bytes = elements / per_block * kernels::block_bytes(tensor.type);
     if (t.offset % alignment != 0 || t.offset > file->map_size_ - data_start ||
         bytes > file->map_size_ - data_start - t.offset) {
       throw GgufError(path + ": tensor " + tensor.name + " lies outside the file (offset " +

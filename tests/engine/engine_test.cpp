@@ -192,7 +192,11 @@ TEST(Engine, ParallelChoicesShareThePrompt) {
   h.run();
   ASSERT_EQ(h.results.size(), 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(h.at(1, i).completion_tokens, 10u);
-  EXPECT_GT(h.engine().stats().blocks.prefix_query_tokens, 0u);
+  // One allocation and one prefill of the prompt for all three choices.
+  const std::size_t prompt = model->tokenizer().encode(kPrompts[3], true).size();
+  EXPECT_EQ(h.engine().stats().blocks.prefix_query_tokens, prompt);
+  EXPECT_EQ(h.engine().stats().prompt_tokens_computed, prompt);
+  EXPECT_EQ(h.engine().stats().tokens_generated, 30u);
   EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
   // Greedy choices are identical to each other and to n = 1.
   SamplingParams g = greedy(8);
