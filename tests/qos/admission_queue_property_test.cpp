@@ -24,7 +24,7 @@ struct Op {
   int kind;       // 0-2 enqueue, 3-4 next, 5 charge, 6 finish, 7 cancel, 8 preempt,
                   // 9 next under a token limit, 10 expire, 11 reload
   int pick;       // which user / request
-  int amount;     // tokens (also: milliseconds the clock advances before the op)
+  int amount;     // tokens (also: the clock advances 10x as many milliseconds before the op)
 };
 
 // A random config: 1-4 groups of 1-4 users named u<g>_<i>, quotas 0..100, sometimes a default
@@ -51,7 +51,7 @@ std::string random_config_text() {
   for (int g = 0; g < groups; ++g) {
     if (*rc::gen::inRange(0, 3) != 0) continue;
     limits += (limits.empty() ? "\"G" : ", \"G") + std::to_string(g) +
-              "\": {\"max_queue_wait_s\": " + std::to_string(*rc::gen::inRange(1, 30)) + "}";
+              "\": {\"max_queue_wait_s\": " + std::to_string(*rc::gen::inRange(1, 4)) + "}";
   }
   return "{\"enable_user_qos\": true, \"user_groups\": [" + names + "], \"user_group_map\": {" + map + "}" +
          (limits.empty() ? "" : ", \"group_limits\": {" + limits + "}") + "}";
@@ -127,7 +127,7 @@ std::vector<RequestId> run_and_check(const std::shared_ptr<const Config>& first,
   };
 
   for (const Op& op : ops) {
-    now += std::chrono::milliseconds(op.amount);
+    now += std::chrono::milliseconds(10 * op.amount);
     if (op.kind <= 2) {
       const std::string& user = users[static_cast<std::size_t>(op.pick) % users.size()];
       const EnqueueResult r = queue.enqueue({next_id, user, op.amount, op.amount}, now);
