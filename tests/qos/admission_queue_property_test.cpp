@@ -141,7 +141,19 @@ std::vector<RequestId> run_and_check(const std::shared_ptr<const Config>& first,
       }
       ++next_id;
     } else if (op.kind <= 4) {
+      const UsageReport before = queue.usage();
       const std::optional<Admission> a = queue.next(now);
+      // The smallest counter: no other waiting user of the pick's group and class is below it.
+      if (a && config->enable_user_qos()) {
+        double picked = 0;
+        for (const UserUsage& u : before.users) {
+          if (u.user_id == a->user_id) picked = u.virtual_counter;
+        }
+        for (const UserUsage& u : before.users) {
+          if (u.waiting == 0 || u.user_id == a->user_id || group_of(u.user_id) != group_of(a->user_id)) continue;
+          if (is_scavenger(u.user_id) == is_scavenger(a->user_id)) RC_ASSERT(picked <= u.virtual_counter);
+        }
+      }
       // Work conservation: something is returned exactly when something waits.
       RC_ASSERT(a.has_value() == !waiting.empty());
       if (a) check_admission(*a);

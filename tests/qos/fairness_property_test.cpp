@@ -223,6 +223,41 @@ TEST(FairnessProperty, TheCheckDetectsUnfairnessUnderFcfs) {
   EXPECT_LE(worst_interval_gap(fair), 2 * fair.bound_u);
 }
 
+TEST(FairnessProperty, TheDefaultShareIsSplitAmongTheUnknownUsersWithWork) {
+  // Known k (50) and the default entry (50); two unknown users x and y, all three backlogged from
+  // the start with equal requests: k gets half the group's service, x and y a quarter each.
+  ConfigParseResult parsed = parse_config(R"({"enable_user_qos": true, "user_groups": ["G"],
+      "user_group_map": {"G": [{"id": "k", "quota_pct": 50}, {"id": "default", "quota_pct": 50}]}})",
+                                          "unknown.json");
+  ASSERT_TRUE(parsed.ok());
+  AdmissionQueuePolicy policy("under-test", parsed.config);
+  EngineModel engine(EngineShape{64, 4, 0.01, 0});
+  std::unordered_map<std::uint64_t, SimRequest> requests;
+  std::uint64_t next_id = 1;
+  auto add = [&](const std::string& user) {
+    SimRequest r{next_id++, 0, user, 16, 16};
+    requests.emplace(r.id, r);
+    ASSERT_TRUE(policy.enqueue(r, 0));
+  };
+  auto served = [&](const std::string& user) {
+    for (const UserUsage& u : policy.queue().usage().users) {
+      if (u.user_id == user) return u.weighted_tokens;
+    }
+    return 0.0;
+  };
+  for (int i = 0; i < 400; ++i) {
+    for (const char* user : {"k", "x", "y"}) add(user);
+  }
+  for (int step = 0; step < 300; ++step) engine.step(policy, requests, step * 0.01);
+  const double k = served("k"), x = served("x"), y = served("y");
+  const double total = k + x + y;
+  EXPECT_NEAR(k / total, 0.5, 0.02) << k << " " << x << " " << y;
+  EXPECT_NEAR(x / total, 0.25, 0.02);
+  EXPECT_NEAR(y / total, 0.25, 0.02);
+  // Without the split each unknown user would count as the whole default share: x and y would get
+  // a third each.
+}
+
 RC_GTEST_PROP(FairnessProperty, EveryRequestIsEventuallyServed, ()) {
   // No starvation: a finite random workload over several groups, scavengers and unknown users
   // drains completely.
