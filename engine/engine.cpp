@@ -27,7 +27,7 @@ struct Engine::Sequence {
   Sequence(SequenceId sid_, std::int32_t index_, std::vector<TokenId> tokens_, const SamplingParams& params,
            std::uint64_t seed, const Tokenizer& tokenizer)
       : sid(sid_), index(index_), tokens(std::move(tokens_)), sampler(params, seed, tokens), stop(params.stop),
-        detok(tokenizer) {}
+        detok(tokenizer, !params.skip_special_tokens) {}
 
   SequenceId sid;
   std::int32_t index;

@@ -1,10 +1,12 @@
 #include "engine/sampling_params.h"
 
 #include <cmath>
+#include <unordered_set>
 
 namespace tiergate::engine {
 
-std::optional<ParamError> validate(const SamplingParams& p, std::size_t prompt_tokens, std::size_t context_length) {
+std::optional<ParamError> validate(const SamplingParams& p, std::size_t prompt_tokens, std::size_t context_length,
+                                   std::size_t vocab_size) {
   auto bad = [](const char* param, std::string message) { return ParamError{param, std::move(message)}; };
   if (p.max_tokens < 1) return bad("max_tokens", "must be at least 1");
   if (prompt_tokens == 0) return bad("prompt", "the prompt is empty");
@@ -37,6 +39,20 @@ std::optional<ParamError> validate(const SamplingParams& p, std::size_t prompt_t
   if (p.stop.size() > 16) return bad("stop", "at most 16 stop sequences");
   for (const std::string& s : p.stop) {
     if (s.empty()) return bad("stop", "stop sequences must not be empty");
+  }
+  if (p.logit_bias.size() > kMaxLogitBias) {
+    return bad("logit_bias", "at most " + std::to_string(kMaxLogitBias) + " entries");
+  }
+  std::unordered_set<std::int32_t> biased;
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token < 0 || (vocab_size > 0 && static_cast<std::size_t>(token) >= vocab_size)) {
+      return bad("logit_bias", "token id " + std::to_string(token) + " is not in the vocabulary (0.." +
+                                   std::to_string(vocab_size == 0 ? 0 : vocab_size - 1) + ")");
+    }
+    if (!std::isfinite(bias) || bias < -100 || bias > 100) {
+      return bad("logit_bias", "the bias of token " + std::to_string(token) + " must be between -100 and 100");
+    }
+    if (!biased.insert(token).second) return bad("logit_bias", "token id " + std::to_string(token) + " appears twice");
   }
   return std::nullopt;
 }

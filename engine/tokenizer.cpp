@@ -351,7 +351,7 @@ std::string Tokenizer::decode(std::span<const TokenId> tokens, bool render_speci
 }
 
 std::string StreamingDetokenizer::push(TokenId token) {
-  pending_ += tokenizer_.token_bytes(token);
+  pending_ += tokenizer_.token_bytes(token, render_special_);
   const std::size_t ready = complete_utf8_prefix(pending_);
   std::string out = to_valid_utf8(std::string_view(pending_).substr(0, ready));
   pending_.erase(0, ready);

@@ -84,12 +84,15 @@ class Tokenizer {
 // cut mid-character, a stray continuation byte) come out as U+FFFD.
 class StreamingDetokenizer {
  public:
-  explicit StreamingDetokenizer(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  // render_special: control tokens come out as their text (skip_special_tokens: false).
+  explicit StreamingDetokenizer(const Tokenizer& tokenizer, bool render_special = false)
+      : tokenizer_(tokenizer), render_special_(render_special) {}
   std::string push(TokenId token);
   std::string flush();
 
  private:
   const Tokenizer& tokenizer_;
+  bool render_special_;
   std::string pending_;
 };
 

@@ -197,6 +197,18 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
         history_tokens = so_far->tokens;
       }
     }
+    if (req.end_session) {  // LMDeploy's `stop: true`: the session ends here, nothing is generated
+      if (req.session_id >= 0) sessions_.erase(session_key);
+      count(route, 200);
+      if (req.stream) {
+        sink->begin_stream(HttpResponse{200, "application/json", "", {}});
+        sink->stream(interactive_chunk("", 0, "stop"));
+        sink->end_stream();
+      } else {
+        sink->respond(HttpResponse{200, "application/json", interactive_body("", 0, 0, history_tokens, "stop"), {}});
+      }
+      return 0;
+    }
     conversation.push_back(req.messages.front());
     req.messages = conversation;
     const std::string text = engine::ChatTemplate::from_template_text(model.chat_template()).render(conversation, true);

@@ -155,7 +155,7 @@ SubmitResult EngineService::submit(engine::RequestId id, const std::string& user
                                    const engine::SamplingParams& params, OutputCallback on_output) {
   SubmitResult result;
   if (stopping_) return {SubmitResult::Status::kStopping, "", 0, "the server is shutting down", ""};
-  if (auto bad = engine::validate(params, prompt.size(), model_.config().context_length)) {
+  if (auto bad = engine::validate(params, prompt.size(), model_.config().context_length, model_.config().vocab_size)) {
     return {SubmitResult::Status::kInvalid, "", 0, bad->message, bad->param};
   }
   const std::size_t need = (prompt.size() + static_cast<std::size_t>(params.max_tokens)) * static_cast<std::size_t>(params.n);

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "gateway/generation_options.h"
+#include "gateway/request_fields.h"
 #include "qos/config_writer.h"
 
 namespace tiergate::gateway {
@@ -95,6 +97,7 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
   }
   simdjson::dom::object obj;
   if (root.get_object().get(obj) != simdjson::SUCCESS) return bad("", "the request body must be a JSON object");
+  if (auto e = check_request_fields(obj, route_bit(endpoint, qos_route))) return *e;  // nothing unknown or refused
   GenerationRequest req;
   req.endpoint = endpoint;
   std::string_view text;
@@ -182,7 +185,10 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
   if (obj["stop"].get(stop) == simdjson::SUCCESS && stop.type() != element_type::NULL_VALUE) {
     bool flag = false;
     if (stop.get_bool().get(flag) == simdjson::SUCCESS) {
-      if (flag) return bad("stop", "'stop' must be a string or a list of strings");  // LMDeploy sends false
+      if (flag && endpoint == Endpoint::kInteractive) req.end_session = true;  // LMDeploy: ends the session
+      if (flag && endpoint != Endpoint::kInteractive) {
+        return bad("stop", "'stop' must be a string or a list of strings ('true' ends a session on interactive_qos)");
+      }
     } else if (stop.get_string().get(text) == simdjson::SUCCESS) {
       p.stop.emplace_back(text);
     } else {
@@ -225,6 +231,7 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
     if (u.get_string().get(text) != simdjson::SUCCESS) return bad(key, std::string("'") + key + "' must be a string");
     req.user = std::string(text);
   }
+  if (auto e = parse_generation_options(obj, endpoint, qos_route, req)) return *e;
   return req;
 }
 

@@ -11,7 +11,9 @@
 
 #include "engine/chat_template.h"
 #include "engine/engine.h"
+#include "engine/grammar_spec.h"
 #include "engine/sampling_params.h"
+#include "engine/tool_calls.h"
 
 namespace tiergate::gateway {
 
@@ -40,6 +42,13 @@ struct GenerationRequest {
   bool max_tokens_given = false;
   std::int64_t session_id = -1;  // kInteractive: -1 = no session
   bool interactive_mode = false; // kInteractive: keep the turn in the session's history
+  bool end_session = false;      // kInteractive: `stop: true`, end the session and generate nothing
+  bool echo = false;             // kCompletion: the prompt comes first in the output
+  // Output constraint (response_format, guided_*); tool_choice's comes from the tools at render time.
+  std::optional<engine::GrammarSpec> grammar;
+  std::vector<engine::ToolDefinition> tools;  // kChat
+  engine::ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
 };
 
 // qos_route: the LMDeploy *_qos body (user_id, request_output_len, messages as a string, stop: false).

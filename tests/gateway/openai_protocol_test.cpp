@@ -307,10 +307,17 @@ void add_valid(Body& b, const Route& route, const std::string& key) {
     b.expect({key}, [key, flag](const GenerationRequest& r) {
       return (key == "ignore_eos" ? r.params.ignore_eos : key == "stream" ? r.stream : r.interactive_mode) == flag;
     });
-  } else if (key == "stream_options") {
+  } else if (key == "stream_options") {  // only with stream: true (OpenAI and vLLM refuse it otherwise)
     const bool flag = *rc::gen::arbitrary<bool>();
     value = std::string("{\"include_usage\": ") + (flag ? "true" : "false") + "}";
-    b.expect({key}, [flag](const GenerationRequest& r) { return r.include_usage == flag; });
+    for (auto& m : b.members) {
+      if (m.first == "stream" && !b.perturbed.count("stream")) m.second = "true";
+    }
+    if (!b.has("stream")) b.members.emplace_back("stream", "true");
+    b.checks.erase(std::remove_if(b.checks.begin(), b.checks.end(),
+                                  [](const auto& c) { return c.first.front() == "stream"; }),
+                   b.checks.end());
+    b.expect({"stream", key}, [flag](const GenerationRequest& r) { return r.stream && r.include_usage == flag; });
   } else if (key == "logprobs") {
     if (chat) {  // a boolean; top_logprobs (drawn after it) may need it true
       const bool flag = *rc::gen::arbitrary<bool>();
@@ -379,9 +386,11 @@ RC_GTEST_PROP(OpenAiProtocolProperty, SchemaBodiesParseToTheirValuesOrNameTheBad
     RC_ASSERT(e->status == 400);
     RC_ASSERT(e->type == "invalid_request_error");
     RC_ASSERT(!e->message.empty());
-    // A chat's top_logprobs is refused when the perturbed logprobs did not read as true.
+    // A chat's top_logprobs is refused when the perturbed logprobs did not read as true, and
+    // stream_options when the perturbed stream did not.
     const bool blamed = b.perturbed.count(e->param) || (e->param == required && required_left_out) ||
-                        (e->param == "top_logprobs" && b.perturbed.count("logprobs"));
+                        (e->param == "top_logprobs" && b.perturbed.count("logprobs")) ||
+                        (e->param == "stream_options" && b.perturbed.count("stream"));
     RC_ASSERT(blamed);
     simdjson::dom::parser parser;
     simdjson::dom::element error;
