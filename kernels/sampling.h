@@ -3,9 +3,11 @@
 // functions whose arithmetic must be the same bits on host and device (penalties, the random
 // draw). Plain C++17 so that .cu files include it too; CUDA qualifiers hide behind TG_HOST_DEVICE.
 //
-// Semantics follow engine/sampler.cpp, in its order: repetition penalty (over prompt and output),
-// presence and frequency penalties (over output), then greedy at temperature 0, or temperature,
-// top-k, min-p, top-p (both on the top-k-normalised probabilities) and one draw. Differences from
+// Semantics follow engine/sampler.cpp, in its order: the allowed-token mask (constrained decoding:
+// a disallowed token's logit is -inf) and the logit bias (OpenAI's logit_bias, added to the raw
+// logit), then repetition penalty (over prompt and output), presence and frequency penalties (over
+// output), then greedy at temperature 0, or temperature, top-k, min-p, top-p (both on the
+// top-k-normalised probabilities) and one draw. Tokens of logit -inf are never drawn. Differences from
 // the engine's Sampler, on purpose:
 //   - the draw comes from a counter-based generator of (seed, step), not a per-sequence
 //     std::mt19937_64 stream, so that any backend and any batch composition give the same draw;
@@ -50,9 +52,26 @@ struct SamplingBatch {
   const std::int32_t* history_offsets = nullptr;  // [rows + 1], history_offsets[0] == 0
   const std::int32_t* history_tokens = nullptr;   // [entries] token ids seen in prompt or output
   const std::int32_t* history_counts = nullptr;   // [entries] times generated (0: prompt only)
+  // Logit bias in the same CSR form: row r adds bias_values[e] to the raw logit of bias_tokens[e]
+  // for e in [bias_offsets[r], bias_offsets[r + 1]); tokens distinct within a row, in [0, vocab);
+  // a value of -inf bans the token. bias_offsets null: no bias.
+  const std::int32_t* bias_offsets = nullptr;  // [rows + 1], bias_offsets[0] == 0
+  const std::int32_t* bias_tokens = nullptr;   // [entries]
+  const float* bias_values = nullptr;          // [entries]
+  // Allowed tokens: row r with mask_index[r] >= 0 may draw only the tokens whose bit is set in
+  // token_masks row mask_index[r] (bit v % 32 of word v / 32); at least one must be. mask_index
+  // null, or a row's index < 0: every token is allowed.
+  const std::uint32_t* token_masks = nullptr;  // [masks, mask_words(vocab)]
+  const std::int32_t* mask_index = nullptr;    // [rows]
   std::int32_t* tokens = nullptr;                 // [rows] out: the chosen token
   float* logprobs = nullptr;                      // [rows] out, optional: log-softmax of the raw logits
 };
+
+// 32-bit words of one allowed-token mask row.
+TG_HOST_DEVICE inline std::int32_t mask_words(std::int32_t vocab) { return (vocab + 31) / 32; }
+TG_HOST_DEVICE inline bool mask_allows(const std::uint32_t* mask, std::int32_t token) {
+  return (mask[token >> 5] >> (token & 31)) & 1u;
+}
 
 // Null when `p` is valid, else the name of the first bad field. Both backends assume valid rows
 // (the engine validates requests once, engine/sampling_params.h); the GPU does not check.

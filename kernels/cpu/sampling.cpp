@@ -68,16 +68,55 @@ std::int32_t cut_and_draw(const std::vector<Candidate>& ranked, std::size_t kept
   return ranked[keep - 1].second;
 }
 
-std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowParams& p, const std::int32_t* hist_tokens,
-                        const std::int32_t* hist_counts, std::size_t hist_size, SampleTrace& trace) {
-  std::vector<float> logits(raw, raw + vocab);
-  std::vector<char> seen(hist_size > 0 ? vocab : 0, 0);
-  for (std::size_t e = 0; e < hist_size; ++e) {
-    const std::int32_t t = hist_tokens[e];
+// A row's sparse inputs: penalty history, logit bias and allowed-token mask (null when none).
+struct RowExtras {
+  const std::int32_t* hist_tokens = nullptr;
+  const std::int32_t* hist_counts = nullptr;
+  std::size_t hist_size = 0;
+  const std::int32_t* bias_tokens = nullptr;
+  const float* bias_values = nullptr;
+  std::size_t bias_size = 0;
+  const std::uint32_t* mask = nullptr;
+};
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Each token of a sparse list once, in [0, vocab).
+void check_distinct(const std::int32_t* tokens, std::size_t size, std::size_t vocab, std::vector<char>& seen) {
+  if (size == 0) return;
+  seen.assign(vocab, 0);
+  for (std::size_t e = 0; e < size; ++e) {
+    const std::int32_t t = tokens[e];
     TG_CHECK(t >= 0 && static_cast<std::size_t>(t) < vocab);
     TG_CHECK(!seen[static_cast<std::size_t>(t)]);  // tokens of a row must be distinct
     seen[static_cast<std::size_t>(t)] = 1;
-    logits[static_cast<std::size_t>(t)] = apply_penalties(raw[t], hist_counts[e], p);
+  }
+}
+
+std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowParams& p, const RowExtras& x,
+                        SampleTrace& trace) {
+  std::vector<float> logits(raw, raw + vocab);
+  std::vector<char> seen;
+  if (x.mask) {
+    bool any = false;
+    for (std::size_t v = 0; v < vocab; ++v) {
+      if (!mask_allows(x.mask, static_cast<std::int32_t>(v))) {
+        logits[v] = kNegInf;
+      } else {
+        any = true;
+      }
+    }
+    TG_CHECK(any);  // the engine never sends a mask that allows nothing
+  }
+  check_distinct(x.bias_tokens, x.bias_size, vocab, seen);
+  for (std::size_t e = 0; e < x.bias_size; ++e) {
+    float& l = logits[static_cast<std::size_t>(x.bias_tokens[e])];
+    if (l != kNegInf) l += x.bias_values[e];
+  }
+  check_distinct(x.hist_tokens, x.hist_size, vocab, seen);
+  for (std::size_t e = 0; e < x.hist_size; ++e) {
+    float& l = logits[static_cast<std::size_t>(x.hist_tokens[e])];
+    if (l != kNegInf) l = apply_penalties(l, x.hist_counts[e], p);
   }
 
   if (p.temperature == 0.0f) {
@@ -93,6 +132,7 @@ std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowPa
     for (std::size_t i = 0; i < vocab; ++i) ranked[i] = {logits[i], static_cast<std::int32_t>(i)};
     std::size_t keep = static_cast<std::size_t>(p.top_k);
     std::partial_sort(ranked.begin(), ranked.begin() + static_cast<long>(keep), ranked.end(), before);
+    while (keep > 1 && ranked[keep - 1].first == kNegInf) --keep;  // banned tokens are never candidates
     ranked.resize(keep);
     const float max = ranked.front().first;
     std::vector<double> probs(keep);
@@ -128,7 +168,7 @@ std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowPa
     const double w = std::exp(-static_cast<double>(below));
     weights[i] = w;
     sum += w;
-    if (w < floor) continue;
+    if (w < floor || logits[i] == kNegInf) continue;  // banned tokens are never candidates
     ++kept;
     kept_weight += w;
     bins[i] = static_cast<std::uint16_t>(std::min<float>(kBins - 1, below * kBinsPerLogit));
@@ -141,7 +181,9 @@ std::int32_t sample_row(const float* raw, std::size_t vocab, const SamplingRowPa
   for (double mass = bin_weight[0]; mass <= need && last_bin < kBins - 1;) mass += bin_weight[++last_bin];
   std::vector<Candidate> ranked;
   for (std::size_t i = 0; i < vocab; ++i) {
-    if (weights[i] >= floor && bins[i] <= last_bin) ranked.emplace_back(logits[i], static_cast<std::int32_t>(i));
+    if (weights[i] >= floor && logits[i] != kNegInf && bins[i] <= last_bin) {
+      ranked.emplace_back(logits[i], static_cast<std::int32_t>(i));
+    }
   }
   std::sort(ranked.begin(), ranked.end(), before);
   auto prob = [&](std::size_t i) { return weights[static_cast<std::size_t>(ranked[i].second)] / sum; };
@@ -155,20 +197,34 @@ void sample(const SamplingBatch& batch, SampleTrace* traces) {
   const bool has_history = batch.history_offsets != nullptr;
   TG_CHECK(!has_history || batch.history_offsets[batch.rows] == 0 ||
            (batch.history_tokens != nullptr && batch.history_counts != nullptr));
+  const bool has_bias = batch.bias_offsets != nullptr;
+  TG_CHECK(!has_bias || batch.bias_offsets[batch.rows] == 0 ||
+           (batch.bias_tokens != nullptr && batch.bias_values != nullptr));
+  TG_CHECK(batch.mask_index == nullptr || batch.token_masks != nullptr);
   const auto vocab = static_cast<std::size_t>(batch.vocab);
+  const auto words = static_cast<std::size_t>(mask_words(batch.vocab));
+  // Row r's entries [begin, end) of a CSR list.
+  auto span_of = [&](const std::int32_t* offsets, std::int32_t r) {
+    if (!offsets) return std::pair<std::size_t, std::size_t>{0, 0};
+    TG_CHECK(offsets[r] >= 0 && offsets[r] <= offsets[r + 1]);
+    return std::pair<std::size_t, std::size_t>{static_cast<std::size_t>(offsets[r]), static_cast<std::size_t>(offsets[r + 1])};
+  };
   for (std::int32_t r = 0; r < batch.rows; ++r) {
     const SamplingRowParams& p = batch.params[r];
     TG_CHECK(sampling_row_error(p) == nullptr);
-    std::size_t begin = 0, end = 0;
-    if (has_history) {
-      TG_CHECK(batch.history_offsets[r] >= 0 && batch.history_offsets[r] <= batch.history_offsets[r + 1]);
-      begin = static_cast<std::size_t>(batch.history_offsets[r]);
-      end = static_cast<std::size_t>(batch.history_offsets[r + 1]);
+    RowExtras x;
+    const auto [hb, he] = span_of(batch.history_offsets, r);
+    if (he > hb) x = {batch.history_tokens + hb, batch.history_counts + hb, he - hb};
+    const auto [bb, be] = span_of(batch.bias_offsets, r);
+    if (be > bb) {
+      x.bias_tokens = batch.bias_tokens + bb;
+      x.bias_values = batch.bias_values + bb;
+      x.bias_size = be - bb;
     }
+    if (batch.mask_index && batch.mask_index[r] >= 0) x.mask = batch.token_masks + static_cast<std::size_t>(batch.mask_index[r]) * words;
     const float* raw = batch.logits + static_cast<std::size_t>(r) * vocab;
     SampleTrace trace;
-    const std::int32_t token = sample_row(raw, vocab, p, has_history ? batch.history_tokens + begin : nullptr,
-                                          has_history ? batch.history_counts + begin : nullptr, end - begin, trace);
+    const std::int32_t token = sample_row(raw, vocab, p, x, trace);
     batch.tokens[r] = token;
     if (batch.logprobs) batch.logprobs[r] = raw_logprob(raw, vocab, static_cast<std::size_t>(token));
     if (traces) traces[r] = trace;

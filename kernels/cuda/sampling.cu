@@ -200,17 +200,38 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingBatch b, float
   float* row = workspace + static_cast<std::size_t>(r) * static_cast<std::size_t>(vocab);
   const bool greedy = p.temperature == 0.0f;
 
-  // Scaled logits, then the history's penalised ones over them (penalty first, then temperature,
-  // as the CPU does; the barrier orders the two writes of a history token).
-  for (int v = tid; v < vocab; v += kThreads) row[v] = greedy ? raw[v] : __fdiv_rn(raw[v], p.temperature);
-  __syncthreads();
-  if (b.history_offsets) {
-    const int end = b.history_offsets[r + 1];
-    for (int e = b.history_offsets[r] + tid; e < end; e += kThreads) {
+  // The mask, then (CPU order) bias, penalties and temperature. Without bias or history the scaled
+  // logits are written in one pass; otherwise the sparse passes work on unscaled logits and a last
+  // pass scales them (the barriers order the writes of a token). Banned tokens stay -inf.
+  const std::uint32_t* mask =
+      b.mask_index && b.mask_index[r] >= 0
+          ? b.token_masks + static_cast<std::size_t>(b.mask_index[r]) * static_cast<std::size_t>(mask_words(vocab))
+          : nullptr;
+  const int bias_begin = b.bias_offsets ? b.bias_offsets[r] : 0, bias_end = b.bias_offsets ? b.bias_offsets[r + 1] : 0;
+  const int hist_begin = b.history_offsets ? b.history_offsets[r] : 0;
+  const int hist_end = b.history_offsets ? b.history_offsets[r + 1] : 0;
+  const bool sparse = bias_end > bias_begin || hist_end > hist_begin;
+  const bool scale_now = !greedy && !sparse;
+  for (int v = tid; v < vocab; v += kThreads) {
+    const float l = mask && !mask_allows(mask, v) ? -INFINITY : raw[v];
+    row[v] = scale_now ? __fdiv_rn(l, p.temperature) : l;
+  }
+  if (sparse) {
+    __syncthreads();
+    for (int e = bias_begin + tid; e < bias_end; e += kThreads) {
+      const int t = b.bias_tokens[e];
+      if (t < 0 || t >= vocab || row[t] == -INFINITY) continue;
+      row[t] = __fadd_rn(row[t], b.bias_values[e]);
+    }
+    __syncthreads();
+    for (int e = hist_begin + tid; e < hist_end; e += kThreads) {
       const int t = b.history_tokens[e];
-      if (t < 0 || t >= vocab) continue;
-      const float l = apply_penalties(raw[t], b.history_counts[e], p);
-      row[t] = greedy ? l : __fdiv_rn(l, p.temperature);
+      if (t < 0 || t >= vocab || row[t] == -INFINITY) continue;
+      row[t] = apply_penalties(row[t], b.history_counts[e], p);
+    }
+    if (!greedy) {
+      __syncthreads();
+      for (int v = tid; v < vocab; v += kThreads) row[v] = __fdiv_rn(row[v], p.temperature);
     }
   }
   __syncthreads();
@@ -298,6 +319,8 @@ std::string sampling_error(const SamplingBatch& b) {
   if (b.vocab <= 0 || b.vocab > kMaxSamplingVocab)
     return "sample: vocab " + std::to_string(b.vocab) + " outside 1.." + std::to_string(kMaxSamplingVocab);
   if (b.rows > 0 && (!b.logits || !b.params || !b.tokens)) return "sample: logits, params and tokens are required";
+  if (b.mask_index && !b.token_masks) return "sample: mask_index needs token_masks";
+  if (b.bias_offsets && (!b.bias_tokens || !b.bias_values)) return "sample: bias_offsets needs bias_tokens and bias_values";
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -358,6 +359,111 @@ RC_GTEST_PROP(CpuSamplerProperty, BatchRowsAreIndependent, ()) {
     one.tokens = &token;
     sample(one);
     RC_ASSERT(token == tokens[ur]);
+  }
+}
+
+// Constrained decoding and logit_bias: a mask and a bias sample exactly what the edited logits
+// (disallowed → -inf, biased → raw + bias) sample without them, the token is always allowed, and
+// the logprob stays the raw logits' log-softmax.
+RC_GTEST_PROP(CpuSamplerProperty, MaskAndBiasSampleWhatTheEditedLogitsSample, ()) {
+  const auto n = *rc::gen::element<std::size_t>(1, 2, 33, 300, 5000);
+  const auto logits = random_logits(n, *rc::gen::arbitrary<std::uint32_t>(), static_cast<float>(*rc::gen::inRange(1, 60)) / 10.0f);
+  std::vector<std::uint32_t> mask(static_cast<std::size_t>(mask_words(static_cast<std::int32_t>(n))), 0);
+  const int density = *rc::gen::element(1, 10, 50, 100);  // percent of tokens allowed
+  std::mt19937 rng(*rc::gen::arbitrary<std::uint32_t>());
+  std::vector<std::int32_t> allowed;
+  for (std::size_t v = 0; v < n; ++v) {
+    if (static_cast<int>(rng() % 100) < density) allowed.push_back(static_cast<std::int32_t>(v));
+  }
+  if (allowed.empty()) allowed.push_back(static_cast<std::int32_t>(rng() % n));
+  for (std::int32_t v : allowed) mask[static_cast<std::size_t>(v) / 32] |= 1u << (v % 32);
+  std::vector<std::int32_t> bias_tokens;
+  std::vector<float> bias_values;
+  for (std::size_t v = 0; v < n; ++v) {
+    if (rng() % 7 == 0) {
+      bias_tokens.push_back(static_cast<std::int32_t>(v));
+      bias_values.push_back(static_cast<float>(static_cast<int>(rng() % 201) - 100) / (rng() % 2 ? 1.0f : 10.0f));
+    }
+  }
+  SamplingRowParams p;
+  p.temperature = *rc::gen::element(0.0f, 0.0f, 0.5f, 1.0f, 1.7f);
+  p.top_k = *rc::gen::element(0, 1, 5, 40);
+  p.top_p = *rc::gen::element(1.0f, 0.9f, 0.3f);
+  p.min_p = *rc::gen::element(0.0f, 0.05f);
+  p.repetition_penalty = *rc::gen::element(1.0f, 1.3f);
+  p.seed = *rc::gen::arbitrary<std::uint64_t>();
+  p.step = *rc::gen::inRange<std::uint64_t>(0, 100);
+
+  const std::int32_t offsets[2] = {0, static_cast<std::int32_t>(bias_tokens.size())};
+  const std::int32_t hist_offsets[2] = {0, 1};
+  const std::int32_t hist_token = allowed.front(), hist_count = 1;  // a penalised allowed token
+  const std::int32_t mask_row = 0;
+  std::int32_t token = -1;
+  float logprob = 0;
+  SamplingBatch b;
+  b.logits = logits.data();
+  b.rows = 1;
+  b.vocab = static_cast<std::int32_t>(n);
+  b.params = &p;
+  b.history_offsets = hist_offsets;
+  b.history_tokens = &hist_token;
+  b.history_counts = &hist_count;
+  b.bias_offsets = offsets;
+  b.bias_tokens = bias_tokens.data();
+  b.bias_values = bias_values.data();
+  b.token_masks = mask.data();
+  b.mask_index = &mask_row;
+  b.tokens = &token;
+  b.logprobs = &logprob;
+  sample(b);
+  RC_ASSERT(mask_allows(mask.data(), token));
+
+  std::vector<float> edited(logits);
+  for (std::size_t e = 0; e < bias_tokens.size(); ++e) edited[static_cast<std::size_t>(bias_tokens[e])] += bias_values[e];
+  for (std::size_t v = 0; v < n; ++v) {
+    if (!mask_allows(mask.data(), static_cast<std::int32_t>(v))) edited[v] = -std::numeric_limits<float>::infinity();
+  }
+  std::int32_t plain = -1;
+  SamplingBatch e = b;
+  e.logits = edited.data();
+  e.bias_offsets = nullptr;
+  e.token_masks = nullptr;
+  e.mask_index = nullptr;
+  e.tokens = &plain;
+  e.logprobs = nullptr;
+  sample(e);
+  RC_ASSERT(plain == token);
+  double z = 0;
+  const float max = *std::max_element(logits.begin(), logits.end());
+  for (float l : logits) z += std::exp(static_cast<double>(l - max));
+  RC_ASSERT(std::fabs(logprob - (logits[static_cast<std::size_t>(token)] - max - static_cast<float>(std::log(z)))) < 1e-4);
+}
+
+TEST(CpuSampler, ABiasOfMinus100BansTheGreedyTokenAndPlus100ForcesAnother) {
+  const std::vector<float> logits = {1.0f, 5.0f, 2.0f, 0.0f};
+  SamplingRowParams p;
+  p.temperature = 0;
+  const std::int32_t offsets[2] = {0, 1};
+  std::int32_t bias_token = 1, token = -1;
+  float bias = -100;
+  SamplingBatch b;
+  b.logits = logits.data();
+  b.rows = 1;
+  b.vocab = 4;
+  b.params = &p;
+  b.bias_offsets = offsets;
+  b.bias_tokens = &bias_token;
+  b.bias_values = &bias;
+  b.tokens = &token;
+  sample(b);
+  EXPECT_EQ(token, 2);
+  bias_token = 3;
+  bias = 100;
+  p.temperature = 1;  // sampling, not greedy: 100 logits above the rest is all but certain
+  for (std::uint64_t step = 0; step < 50; ++step) {
+    p.step = step;
+    sample(b);
+    EXPECT_EQ(token, 3);
   }
 }
 

@@ -536,6 +536,10 @@ struct SamplingCase {
   std::vector<float> logits;  // [rows, vocab]
   std::vector<SamplingRowParams> params;
   std::vector<std::int32_t> offsets = {0}, hist_tokens, hist_counts;
+  std::vector<std::int32_t> bias_offsets = {0}, bias_tokens;  // logit_bias, CSR like the history
+  std::vector<float> bias_values;
+  std::vector<std::uint32_t> masks;     // [masks, mask_words(vocab)]
+  std::vector<std::int32_t> mask_index;  // [rows], -1: unconstrained
   std::int32_t rows() const { return static_cast<std::int32_t>(params.size()); }
 };
 
@@ -588,6 +592,43 @@ void add_row(SamplingCase& c, const SamplingRowParams& p, int shape, std::size_t
     ++added;
   }
   c.offsets.push_back(static_cast<std::int32_t>(c.hist_tokens.size()));
+  c.bias_offsets.push_back(static_cast<std::int32_t>(c.bias_tokens.size()));
+  c.mask_index.push_back(-1);
+}
+
+// add_row, then a logit bias on `biased` distinct tokens (the strongest among them, so that it
+// matters) and, with `allowed_pct` < 100, an allowed-token mask of about that density.
+void add_constrained_row(SamplingCase& c, const SamplingRowParams& p, int shape, std::size_t history,
+                         std::uint32_t seed, std::size_t biased, int allowed_pct) {
+  add_row(c, p, shape, history, seed);
+  std::mt19937 rng(seed * 7 + 1);
+  const auto v = static_cast<std::size_t>(c.vocab);
+  const float* row = c.logits.data() + (c.logits.size() - v);
+  std::vector<std::int32_t> ids(v);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(v, biased)), ids.end(),
+                    [&](std::int32_t a, std::int32_t b) { return row[a] > row[b]; });
+  for (std::size_t i = 0; i < std::min(v, biased); ++i) {
+    c.bias_tokens.push_back(ids[i]);
+    c.bias_values.push_back(static_cast<float>(static_cast<int>(rng() % 201) - 100) / 10.0f);
+  }
+  c.bias_offsets.back() = static_cast<std::int32_t>(c.bias_tokens.size());
+  if (allowed_pct >= 100) return;
+  const auto words = static_cast<std::size_t>(mask_words(c.vocab));
+  const std::size_t at = c.masks.size();
+  c.masks.resize(at + words, 0);
+  bool any = false;
+  for (std::size_t t = 0; t < v; ++t) {
+    if (static_cast<int>(rng() % 100) < allowed_pct && std::isfinite(row[t])) {
+      c.masks[at + t / 32] |= 1u << (t % 32);
+      any = true;
+    }
+  }
+  if (!any) {  // keep one allowed token of finite logit
+    const auto best = static_cast<std::size_t>(std::max_element(row, row + v) - row);
+    c.masks[at + best / 32] |= 1u << (best % 32);
+  }
+  c.mask_index.back() = static_cast<std::int32_t>(at / words);
 }
 
 // Compares the GPU's tokens with the CPU's row by row (and logprobs where both are given). A
@@ -643,6 +684,16 @@ void expect_gpu_matches_cpu(const SamplingCase& c, Stream& stream) {
   hb.history_offsets = c.offsets.data();
   hb.history_tokens = c.hist_tokens.data();
   hb.history_counts = c.hist_counts.data();
+  const bool biased = !c.bias_tokens.empty(), masked = !c.masks.empty();
+  if (biased) {
+    hb.bias_offsets = c.bias_offsets.data();
+    hb.bias_tokens = c.bias_tokens.data();
+    hb.bias_values = c.bias_values.data();
+  }
+  if (masked) {
+    hb.token_masks = c.masks.data();
+    hb.mask_index = c.mask_index.data();
+  }
   hb.tokens = cpu_tokens.data();
   hb.logprobs = cpu_logprobs.data();
   cpu::sample(hb, traces.data());
@@ -659,6 +710,21 @@ void expect_gpu_matches_cpu(const SamplingCase& c, Stream& stream) {
   db.history_offsets = doff.as<std::int32_t>();
   db.history_tokens = dht.as<std::int32_t>();
   db.history_counts = dhc.as<std::int32_t>();
+  DeviceBuffer dbo, dbt, dbv, dm, dmi;
+  if (biased) {
+    dbo = to_device(c.bias_offsets, stream);
+    dbt = to_device(c.bias_tokens, stream);
+    dbv = to_device(c.bias_values, stream);
+    db.bias_offsets = dbo.as<std::int32_t>();
+    db.bias_tokens = dbt.as<std::int32_t>();
+    db.bias_values = dbv.as<float>();
+  }
+  if (masked) {
+    dm = to_device(c.masks, stream);
+    dmi = to_device(c.mask_index, stream);
+    db.token_masks = dm.as<std::uint32_t>();
+    db.mask_index = dmi.as<std::int32_t>();
+  }
   db.tokens = dtok.as<std::int32_t>();
   db.logprobs = dlp.as<float>();
   const Status s = sample(db, ws.get(), ws.bytes(), stream.handle());
@@ -717,6 +783,30 @@ TEST(CudaOps, SamplingMatchesCpuOnTheParameterGrid) {
         p.step = g * 7;
         const std::size_t history = g % 3 == 0 ? 0 : std::min<std::size_t>(static_cast<std::size_t>(vocab), g * 9);
         add_row(c, p, shape, history, ++seed);
+      }
+      expect_gpu_matches_cpu(c, stream);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// logit_bias and constrained decoding's masks, on every path of the grid: the GPU draws what the
+// CPU draws, and never a disallowed token.
+TEST(CudaOps, SamplingWithBiasAndMasksMatchesCpu) {
+  TG_REQUIRE_GPU();
+  Stream stream;
+  const auto grid = parameter_grid();
+  for (std::int32_t vocab : {49152, 1000, 33}) {
+    for (int allowed_pct : {100, 50, 3}) {
+      SamplingCase c;
+      c.vocab = vocab;
+      c.name = "constrained vocab " + std::to_string(vocab) + " allowed " + std::to_string(allowed_pct) + "%";
+      std::uint32_t seed = static_cast<std::uint32_t>(vocab + allowed_pct);
+      for (std::size_t g = 0; g < grid.size(); ++g) {
+        SamplingRowParams p = grid[g];
+        p.seed = 7 + g;
+        p.step = g;
+        add_constrained_row(c, p, static_cast<int>(g % 3), g % 2 ? 8 : 0, ++seed, g % 4 == 0 ? 0 : 5, allowed_pct);
       }
       expect_gpu_matches_cpu(c, stream);
       if (HasFatalFailure()) return;
