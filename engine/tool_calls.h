@@ -49,6 +49,41 @@ struct ToolCall {
 std::optional<GrammarSpec> tool_call_grammar(const ToolCallFormat& format, const std::vector<ToolDefinition>& tools,
                                              const ToolChoice& choice, bool parallel);
 
+// Tool calls out of generated text as it streams: push() each piece of text, finish() at the end.
+// Text outside calls comes out as content as soon as it cannot be the start of a call; a call
+// comes out as a start (its name, once known) and then its arguments' JSON in fragments, as
+// OpenAI streams them. A call that breaks the format is given back as content (whatever of it was
+// not streamed yet) and ends the parsing: the rest is content.
+class ToolCallStream {
+ public:
+  struct Event {
+    // kCallBroken: the call last started breaks the format; its text follows as content.
+    enum class Kind { kContent, kCallStart, kArguments, kCallBroken };
+    Kind kind;
+    int index = 0;     // kCallStart, kArguments, kCallBroken: which call
+    std::string text;  // kContent: content; kCallStart: the name; kArguments: a fragment
+  };
+
+  explicit ToolCallStream(ToolCallFormat format) : format_(std::move(format)) {}
+  std::vector<Event> push(std::string_view text);
+  std::vector<Event> finish();
+  int calls() const { return complete_; }  // calls parsed whole so far
+
+ private:
+  enum class State { kText, kHeader, kArguments, kTail, kBroken };
+  void step(std::vector<Event>& out, bool at_end);
+  void give_back(std::vector<Event>& out);
+
+  ToolCallFormat format_;
+  State state_ = State::kText;
+  std::string pending_;    // text not yet consumed
+  std::string call_text_;  // the current call's text so far (given back if it breaks)
+  std::size_t streamed_ = 0;  // of its arguments, bytes already sent
+  int depth_ = 0;             // arguments: JSON nesting depth
+  bool in_string_ = false, escaped_ = false;
+  int index_ = -1, complete_ = 0;
+};
+
 // The calls in a finished answer, and the text around them (content); a malformed call stays in
 // the content. `id_prefix` names the calls (id_prefix + index).
 struct ParsedToolCalls {
