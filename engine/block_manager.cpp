@@ -61,12 +61,12 @@ void BlockManager::drop_ref(BlockId b) {
   }
 }
 
-std::optional<std::size_t> BlockManager::allocate(SequenceId seq, std::span<const TokenId> prompt) {
+std::optional<std::size_t> BlockManager::allocate(SequenceId seq, std::span<const TokenId> prompt, bool reuse_prefix) {
   TG_CHECK(!has(seq));
   TG_CHECK(!prompt.empty());
   const std::size_t needed = blocks_needed(prompt.size());
   // Longest run of cached full blocks, stopping before the block of the last prompt token.
-  const std::size_t max_hits = (prompt.size() - 1) / block_size_;
+  const std::size_t max_hits = reuse_prefix ? (prompt.size() - 1) / block_size_ : 0;
   std::vector<BlockId> hits;
   std::vector<std::uint64_t> hashes;
   std::size_t hits_in_lru = 0;

@@ -58,8 +58,9 @@ class BlockManager {
   // Gives a new sequence slots for its prompt, reusing cached blocks for the longest prefix of
   // full blocks whose KV is already computed (never the block holding the last prompt token, which
   // must be computed to get logits). Returns how many leading tokens are already computed, or
-  // nullopt (nothing changed) when the pool cannot hold the prompt.
-  std::optional<std::size_t> allocate(SequenceId seq, std::span<const TokenId> prompt);
+  // nullopt (nothing changed) when the pool cannot hold the prompt. reuse_prefix false: no cached
+  // block is reused (every prompt token is computed, e.g. to score it for echo with logprobs).
+  std::optional<std::size_t> allocate(SequenceId seq, std::span<const TokenId> prompt, bool reuse_prefix = true);
 
   // Slots for tokens appended to a sequence (generated tokens). Returns the block copies the
   // executor must perform first (copy-on-write of a shared last block), or nullopt (nothing

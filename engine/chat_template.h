@@ -2,18 +2,25 @@
 // Llama-3 and Llama-2 styles, chosen from the GGUF's tokenizer.chat_template. Not a Jinja
 // interpreter: the family is recognised by its markers, and a model-specific default system
 // prompt (SmolLM2 adds one when the conversation has none) is taken from the template text.
+// Tool calls: a ChatML template that writes `<tool_call>` (Qwen2.5, Hermes) gets the tools in its
+// system turn, assistant calls as `<tool_call>` blocks and tool results as `<tool_response>`
+// blocks (engine/tool_calls.h has the call format); other templates define no tool calls.
 // Immutable; any thread.
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
+
+#include "engine/tool_calls.h"
 
 namespace tiergate::engine {
 
 struct ChatMessage {
   std::string role;  // system, user, assistant (tool and others render like user)
   std::string content;
+  std::vector<ToolCall> tool_calls{};  // assistant: the calls it made
 };
 
 class ChatTemplate {
@@ -26,10 +33,18 @@ class ChatTemplate {
   Style style() const { return style_; }
   // The prompt text (special tokens written out; encode with parse_special), ending with the
   // assistant's turn opened when add_generation_prompt is set.
-  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
+  // `tools`: offered to the model (only where tool_format() is set).
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true,
+                     std::span<const ToolDefinition> tools = {}) const;
+  // How this template's model writes tool calls; nullopt: the template defines none.
+  std::optional<ToolCallFormat> tool_format() const;
 
  private:
+  std::string render_hermes(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                            std::span<const ToolDefinition> tools) const;
+
   Style style_ = Style::kChatMl;
+  bool hermes_tools_ = false;
   std::optional<std::string> default_system_;
 };
 

@@ -165,6 +165,7 @@ struct CudaExecutor::Impl {
   // Sampling buffers (outside any graph, so they grow without a recapture).
   kc::DeviceBuffer draw_rows, draw_logits, draw_params, history_offsets, history_tokens, history_counts,
       draw_tokens, draw_logprobs, sampling_workspace;
+  kc::DeviceBuffer bias_offsets, bias_tokens, bias_values, token_masks, mask_index;  // logit_bias, grammar masks
 
   explicit Impl(const ModelConfig& c, CudaExecutorOptions o) : config(c), options(o), gemm(stream.handle()) {}
 
@@ -626,6 +627,7 @@ void CudaExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& d
   Impl& m = *impl_;
   const std::size_t R = batch.logit_rows.size(), D = draws.size(), vocab = m.config.vocab_size;
   TG_CHECK(draws.params.size() == D && draws.history_offsets.size() == D + 1);
+  TG_CHECK(draws.bias_offsets.size() == D + 1 && draws.mask_index.size() == D);
   for (const std::int32_t row : draws.logit_rows) TG_CHECK(row >= 0 && static_cast<std::size_t>(row) < R);
   m.run(batch);
   void* s = m.stream.handle();
@@ -650,6 +652,14 @@ void CudaExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& d
     stage(m.history_offsets, draws.history_offsets);
     stage(m.history_tokens, draws.history_tokens);
     stage(m.history_counts, draws.history_counts);
+    stage(m.bias_offsets, draws.bias_offsets);
+    stage(m.bias_tokens, draws.bias_tokens);
+    stage(m.bias_values, draws.bias_values);
+    const bool masked = !draws.token_masks.empty();
+    if (masked) {
+      stage(m.token_masks, draws.token_masks);
+      stage(m.mask_index, draws.mask_index);
+    }
     ensure(m.draw_tokens, D * sizeof(std::int32_t));
     ensure(m.draw_logprobs, D * sizeof(float));
     const auto rows = static_cast<std::int32_t>(D), width = static_cast<std::int32_t>(vocab);
@@ -662,6 +672,11 @@ void CudaExecutor::forward_sampled(const StepBatch& batch, const SamplingStep& d
     b.history_offsets = m.history_offsets.as<std::int32_t>();
     b.history_tokens = m.history_tokens.as<std::int32_t>();
     b.history_counts = m.history_counts.as<std::int32_t>();
+    b.bias_offsets = m.bias_offsets.as<std::int32_t>();
+    b.bias_tokens = m.bias_tokens.as<std::int32_t>();
+    b.bias_values = m.bias_values.as<float>();
+    b.token_masks = masked ? m.token_masks.as<std::uint32_t>() : nullptr;
+    b.mask_index = masked ? m.mask_index.as<std::int32_t>() : nullptr;
     b.tokens = m.draw_tokens.as<std::int32_t>();
     b.logprobs = draws.want_logprobs ? m.draw_logprobs.as<float>() : nullptr;
     must(kc::sample(b, m.sampling_workspace.get(), m.sampling_workspace.bytes(), s));

@@ -50,6 +50,14 @@ struct Engine::Request {
   bool streamed = false;            // some output token has been reported
   std::size_t prompt_charged = 0;   // prompt tokens charged so far: recomputation below it is free
   std::vector<std::unique_ptr<Sequence>> seqs;
+  // prompt_logprobs: tokens 1..scored of the prompt have their logprob in prompt_logprobs (a
+  // preemption's recomputation does not score them again); sent with the first output.
+  std::size_t scored = 0;
+  std::vector<SampledToken> prompt_logprobs;
+
+  bool scoring() const {
+    return request.params.prompt_logprobs && scored + 1 < request.prompt.size();
+  }
 
   bool done() const {
     return std::all_of(seqs.begin(), seqs.end(), [](const auto& s) { return s->finish != FinishReason::kNone; });
@@ -75,6 +83,9 @@ std::unique_ptr<Executor> make_executor(const Model& model, EngineConfig& config
   cpu_cache = std::make_unique<KvCache>(model.config(), config.num_blocks, config.block_size, config.kv_dtype);
   return std::make_unique<CpuExecutor>(model, *cpu_cache, config.threads);
 }
+
+// Prompt tokens one step scores for a request (echo with logprobs): each is a row of vocab logits.
+constexpr std::size_t kMaxScoredTokensPerStep = 64;
 
 std::uint64_t choice_seed(std::uint64_t seed, std::int32_t index) {
   return seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(index + 1));
@@ -157,7 +168,8 @@ bool Engine::start(Request& r) {
   std::vector<Sequence*> allocated;
   for (auto& seq : r.seqs) {
     if (seq->finish != FinishReason::kNone) continue;
-    const auto cached = blocks_.allocate(seq->sid, seq->tokens);
+    // A prompt still to be scored is computed whole: its logits are the scores.
+    const auto cached = blocks_.allocate(seq->sid, seq->tokens, !r.scoring());
     if (!cached) {
       for (Sequence* s : allocated) {
         blocks_.release(s->sid);
@@ -260,7 +272,8 @@ void Engine::execute_plan() {
         if (g->decode) rows_.push_back({r, seq.get(), seq->computed, seq->computed + 1});
         continue;
       }
-      const std::size_t n = std::min(pending, prefill);
+      // A scored prompt goes in smaller chunks: each of its tokens is a row of logits.
+      const std::size_t n = std::min({pending, prefill, r->scoring() ? kMaxScoredTokensPerStep : pending});
       if (n == 0) continue;
       rows_.push_back({r, seq.get(), seq->computed, seq->computed + n});
       prefill -= n;
@@ -298,10 +311,26 @@ void Engine::finish(Request& r, FinishReason reason) {
   requests_.erase(r.request.id);  // r is gone after this line
 }
 
+void Engine::score_prompt(Request& r, std::size_t from, std::size_t to, std::size_t first_row, std::size_t vocab) {
+  const std::vector<TokenId>& prompt = r.request.prompt;
+  const auto k = static_cast<std::size_t>(r.request.params.top_logprobs);
+  std::size_t logit_row = first_row;
+  for (std::size_t p = std::max(from, r.scored); p < to && p + 1 < prompt.size(); ++p, ++logit_row) {
+    TG_CHECK(p == r.scored && (logit_row + 1) * vocab <= sampled_.logits.size());
+    const std::span<const float> logits = std::span<const float>(sampled_.logits).subspan(logit_row * vocab, vocab);
+    SampledToken t;
+    t.token = prompt[p + 1];
+    t.logprob = token_logprob(logits, t.token);
+    t.top = top_logprobs(logits, k);
+    r.prompt_logprobs.push_back(std::move(t));
+    ++r.scored;
+  }
+}
+
 void Engine::emit_token(Request& r, Sequence& seq, const SampledToken& sampled) {
   const SamplingParams& params = r.request.params;
   const TokenId token = sampled.token;
-  seq.sampler.accept(token);
+  const bool grammar_over = seq.sampler.accept(token);  // the constrained output is complete (or cannot go on)
   seq.tokens.push_back(token);
   ++seq.generated;
   ++stats_.tokens_generated;
@@ -313,10 +342,12 @@ void Engine::emit_token(Request& r, Sequence& seq, const SampledToken& sampled) 
   out.index = seq.index;
   out.tokens.push_back(token);
   if (params.logprobs || params.top_logprobs > 0) out.logprobs.push_back(sampled);
+  if (seq.index == 0 && !r.prompt_logprobs.empty()) out.prompt_logprobs = std::move(r.prompt_logprobs);
   out.prompt_tokens = r.request.prompt.size();
   out.completion_tokens = seq.generated;
 
-  if (!params.ignore_eos && model_.tokenizer().is_end_of_generation(token)) {
+  const bool end_token = model_.tokenizer().is_end_of_generation(token);
+  if (end_token && (!params.ignore_eos || grammar_over)) {
     seq.finish = FinishReason::kStop;
     out.text = seq.stop.push(seq.detok.flush()).emit + seq.stop.flush();
   } else {
@@ -324,6 +355,9 @@ void Engine::emit_token(Request& r, Sequence& seq, const SampledToken& sampled) 
     out.text = piece.emit;
     if (piece.stopped) {
       seq.finish = FinishReason::kStop;
+    } else if (grammar_over) {
+      seq.finish = FinishReason::kStop;
+      out.text += seq.stop.push(seq.detok.flush()).emit + seq.stop.flush();
     } else if (seq.generated >= static_cast<std::size_t>(params.max_tokens)) {
       seq.finish = FinishReason::kLength;
       out.text += seq.stop.push(seq.detok.flush()).emit + seq.stop.flush();
@@ -371,20 +405,32 @@ bool Engine::step() {
 
   StepBatch batch;
   for (const Row& row : rows) batch.max_blocks = std::max(batch.max_blocks, blocks_.block_table(row.seq->sid).size());
-  for (const Row& row : rows) {
+  // Logit rows: each row's last token when it completes the sequence (its draw), and the prompt
+  // positions a scoring request scores (position p's logits score token p + 1).
+  std::vector<std::int32_t> draw_row(rows.size(), -1), score_row(rows.size(), -1);
+  std::int32_t logit_rows = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& row = rows[i];
     const std::int32_t seq_row = batch.add_sequence(blocks_.block_table(row.seq->sid));
+    const bool scoring = row.seq->index == 0 && row.request->scoring();
     for (std::size_t p = row.from; p < row.to; ++p) {
-      batch.add_token(row.seq->tokens[p], static_cast<std::int32_t>(p), seq_row, p + 1 == row.seq->tokens.size());
+      const bool last = p + 1 == row.seq->tokens.size();
+      const bool score = scoring && p >= row.request->scored && p + 1 < row.request->request.prompt.size();
+      if (score && score_row[i] < 0) score_row[i] = logit_rows;
+      if (last) draw_row[i] = logit_rows;
+      batch.add_token(row.seq->tokens[p], static_cast<std::int32_t>(p), seq_row, last || score);
+      logit_rows += last || score;
     }
   }
   // The draws: one per sequence whose last token is computed this step, on its logit row; a
   // request that forks into n choices adds the other choices' first draws on the same row.
   draws_.clear();
   std::vector<std::vector<std::unique_ptr<Sequence>>> children(rows.size());
-  std::int32_t logit_row = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& row = rows[i];
-    if (row.to != row.seq->tokens.size()) continue;  // mid-prompt chunk: no logits
+    if (score_row[i] >= 0) draws_.want_logits = true;  // the scores are read on the host
+    if (row.to != row.seq->tokens.size()) continue;  // mid-prompt chunk: no draw
+    const std::int32_t logit_row = draw_row[i];
     row.seq->sampler.add_draw(draws_, logit_row);
     Request& r = *row.request;
     if (!r.forked && r.request.params.n > 1) {
@@ -394,7 +440,6 @@ bool Engine::step() {
         children[i].back()->sampler.add_draw(draws_, logit_row);
       }
     }
-    ++logit_row;
   }
   executor_->forward_sampled(batch, draws_, sampled_);
   ++stats_.steps;
@@ -418,6 +463,7 @@ bool Engine::step() {
         r.prompt_charged = upto;
       }
     }
+    if (score_row[i] >= 0) score_prompt(r, row.from, row.to, static_cast<std::size_t>(score_row[i]), vocab);
     if (row.to != seq.tokens.size()) continue;  // mid-prompt chunk: no draw
     const SampledToken sampled = seq.sampler.result(draws_, sampled_, draw++, vocab);
     if (children[i].empty()) {

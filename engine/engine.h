@@ -69,6 +69,9 @@ struct RequestOutput {
   std::string text;                 // new text, whole UTF-8 characters, never part of a stop string
   std::vector<TokenId> tokens;      // new tokens
   std::vector<SampledToken> logprobs;  // with tokens, when asked for
+  // prompt_logprobs (echo with logprobs): prompt tokens 1..n-1 scored by the model, in the first
+  // output of choice 0 (the first prompt token has no logprob).
+  std::vector<SampledToken> prompt_logprobs;
   FinishReason finish = FinishReason::kNone;
   std::size_t prompt_tokens = 0;
   std::size_t completion_tokens = 0;  // so far, this choice
@@ -118,6 +121,8 @@ class Engine {
   bool start(Request& request);
   void requeue(Request& request);  // back to the policy's queue, its blocks released
   void finish(Request& request, FinishReason reason);
+  // prompt_logprobs: the scores of prompt positions [from, to) from this step's logit rows.
+  void score_prompt(Request& request, std::size_t from, std::size_t to, std::size_t first_row, std::size_t vocab);
   void emit_token(Request& request, Sequence& seq, const SampledToken& sampled);
   void fork_choices(Request& request, Sequence& first, std::vector<std::unique_ptr<Sequence>> children,
                     std::span<const SampledToken> sampled);

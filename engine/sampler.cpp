@@ -12,12 +12,25 @@ bool wants_logprobs(const SamplingParams& p) { return p.logprobs || p.top_logpro
 
 }  // namespace
 
-std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, std::size_t k) {
-  if (logits.empty() || k == 0) return {};
+namespace {
+
+float log_partition(std::span<const float> logits) {
   const float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (float l : logits) sum += std::exp(static_cast<double>(l - max));
-  const float log_z = max + static_cast<float>(std::log(sum));
+  return max + static_cast<float>(std::log(sum));
+}
+
+}  // namespace
+
+float token_logprob(std::span<const float> logits, TokenId token) {
+  TG_CHECK(token >= 0 && static_cast<std::size_t>(token) < logits.size());
+  return logits[static_cast<std::size_t>(token)] - log_partition(logits);
+}
+
+std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, std::size_t k) {
+  if (logits.empty() || k == 0) return {};
+  const float log_z = log_partition(logits);
   std::vector<TokenId> ids(logits.size());
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<TokenId>(i);
   k = std::min(k, ids.size());
@@ -39,14 +52,20 @@ Sampler::Sampler(const SamplingParams& params, std::uint64_t seed, std::span<con
   }
 }
 
-void Sampler::accept(TokenId token) {
+bool Sampler::accept(TokenId token) {
   ++generated_;
+  bool over = false;
+  if (params_.grammar) {
+    grammar_state_ = params_.grammar->next(grammar_state_, token);
+    over = grammar_state_ < 0 || params_.grammar->complete(grammar_state_);
+  }
   const bool penalised = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
                          params_.frequency_penalty != 0.0f;
-  if (!penalised) return;
+  if (!penalised) return over;
   const auto [it, fresh] = history_index_.emplace(token, history_.size());
   if (fresh) history_.emplace_back(token, 0);
   ++history_[it->second].second;
+  return over;
 }
 
 void Sampler::add_draw(SamplingStep& step, std::int32_t logit_row) const {
@@ -68,6 +87,28 @@ void Sampler::add_draw(SamplingStep& step, std::int32_t logit_row) const {
     step.history_counts.push_back(count);
   }
   step.history_offsets.push_back(static_cast<std::int32_t>(step.history_tokens.size()));
+  for (const auto& [token, bias] : params_.logit_bias) {
+    step.bias_tokens.push_back(token);
+    step.bias_values.push_back(bias);
+  }
+  step.bias_offsets.push_back(static_cast<std::int32_t>(step.bias_tokens.size()));
+  if (!params_.grammar || grammar_state_ < 0) {
+    step.mask_index.push_back(-1);
+  } else {
+    const std::vector<std::uint32_t>& mask = params_.grammar->mask(grammar_state_);
+    const std::size_t at = step.token_masks.size();
+    step.mask_index.push_back(static_cast<std::int32_t>(at / mask.size()));
+    step.token_masks.insert(step.token_masks.end(), mask.begin(), mask.end());
+    if (params_.ignore_eos) {  // go on past where the match could end, unless nothing else is allowed
+      const auto& ends = params_.grammar->vocabulary().end_tokens();
+      std::size_t allowed = 0, ending = 0;
+      for (std::uint32_t w : mask) allowed += static_cast<std::size_t>(__builtin_popcount(w));
+      for (TokenId t : ends) ending += kernels::mask_allows(mask.data(), t);
+      if (allowed > ending) {
+        for (TokenId t : ends) step.token_masks[at + static_cast<std::size_t>(t) / 32] &= ~(1u << (t % 32));
+      }
+    }
+  }
   step.want_logprobs |= wants_logprobs(params_);
   step.want_logits |= params_.top_logprobs > 0;
 }

@@ -7,8 +7,11 @@
 // The draw is a counter-based function of (seed, tokens generated so far) (kernels/sampling.h),
 // so the same request gives the same output whatever else is in the batch, on the CPU or the GPU,
 // and after a preemption. The seed comes from the request's seed and the choice index (n > 1).
-// Semantics: penalties (repetition over prompt and output, presence and frequency over output),
-// then greedy at temperature 0, or temperature, top-k, min-p and top-p, then one draw.
+// Semantics: the grammar's mask (constrained decoding) and logit_bias, penalties (repetition over
+// prompt and output, presence and frequency over output), then greedy at temperature 0, or
+// temperature, top-k, min-p and top-p, then one draw. The grammar's state moves with every token
+// accepted, so it lives as long as the sequence, preemptions included (a resumed request
+// recomputes its KV, never its tokens).
 // Engine-thread only.
 #pragma once
 
@@ -18,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/grammar.h"
 #include "engine/sampling_params.h"
 #include "engine/sampling_step.h"
 #include "engine/tokenizer.h"
@@ -38,8 +42,11 @@ class Sampler {
   void add_draw(SamplingStep& step, std::int32_t logit_row) const;
   // The outcome of draw `draw` of `step`; `out.logits` must hold the rows when step.want_logits.
   SampledToken result(const SamplingStep& step, const SampledStep& out, std::size_t draw, std::size_t vocab) const;
-  // Records the token generated (penalties, and the counter of the next draw).
-  void accept(TokenId token);
+  // Records the token generated (penalties, the counter of the next draw, the grammar's state).
+  // Returns true when the grammar ends the generation here: its match is complete, or the token
+  // ended it (an end-of-generation token) or could not continue it.
+  bool accept(TokenId token);
+  bool constrained() const { return params_.grammar != nullptr; }
 
   // The next token from one row of logits on the host: add_draw, sample_on_host and result.
   SampledToken sample(std::span<const float> logits) const;
@@ -48,6 +55,7 @@ class Sampler {
   SamplingParams params_;
   std::uint64_t seed_;
   std::uint64_t generated_ = 0;
+  Grammar::State grammar_state_ = 0;  // with params_.grammar
   // Penalised tokens, (token, times generated), each token once; empty when no penalty is on.
   std::vector<std::pair<TokenId, std::int32_t>> history_;
   std::unordered_map<TokenId, std::size_t> history_index_;
@@ -55,5 +63,7 @@ class Sampler {
 
 // The `k` most likely tokens of `logits` with their log-softmax, most likely first (ties: lower id).
 std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, std::size_t k);
+// The log-softmax of `logits` at `token`.
+float token_logprob(std::span<const float> logits, TokenId token);
 
 }  // namespace tiergate::engine

@@ -25,6 +25,11 @@ struct SamplingStep {
   std::vector<std::int32_t> history_offsets{0};      // [draws + 1] CSR over the two below
   std::vector<std::int32_t> history_tokens;          // distinct within a draw
   std::vector<std::int32_t> history_counts;          // times generated (0: in the prompt only)
+  std::vector<std::int32_t> bias_offsets{0};         // [draws + 1] CSR over the two below (logit_bias)
+  std::vector<std::int32_t> bias_tokens;             // distinct within a draw
+  std::vector<float> bias_values;
+  std::vector<std::uint32_t> token_masks;            // [masks, mask_words(vocab)] allowed tokens (grammar)
+  std::vector<std::int32_t> mask_index;              // [draws] row of token_masks, -1: unconstrained
   bool want_logprobs = false;  // some draw needs its token's logprob
   bool want_logits = false;    // some draw needs the whole row on the host (top_logprobs)
 

@@ -9,8 +9,11 @@
 
 #include <functional>
 #include <map>
+#include <regex>
 
 #include "engine/fifo_policy.h"
+#include "engine/grammar.h"
+#include "kernels/check.h"
 #include "tests/engine/model_fixture.h"
 
 namespace tiergate::engine {
@@ -21,6 +24,7 @@ struct Choice {
   std::vector<TokenId> tokens;
   FinishReason finish = FinishReason::kNone;
   std::size_t completion_tokens = 0;
+  std::vector<SampledToken> prompt_logprobs;
 };
 
 // FifoPolicy, watched: charges per request, the requests offered as memory victims (each must
@@ -82,6 +86,7 @@ class Harness {
     c.text += o.text;
     c.tokens.insert(c.tokens.end(), o.tokens.begin(), o.tokens.end());
     c.completion_tokens = o.completion_tokens;
+    c.prompt_logprobs.insert(c.prompt_logprobs.end(), o.prompt_logprobs.begin(), o.prompt_logprobs.end());
     if (o.finish != FinishReason::kNone) {
       c.finish = o.finish;
       finish_order.push_back(o.id);
@@ -327,6 +332,134 @@ TEST(Engine, CancelFreesEverything) {
   EXPECT_EQ(h.at(1, 0).finish, FinishReason::kCancelled);
   EXPECT_TRUE(h.at(2, 0).finish == FinishReason::kLength || h.at(2, 0).finish == FinishReason::kStop);
   EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
+}
+
+
+TEST(Engine, LogitBiasMovesTheGreedyTokenThroughTheSampler) {
+  TG_REQUIRE_MODEL(model);
+  Harness plain(*model, config());
+  plain.add(1, kPrompts[0], greedy(1));
+  plain.run();
+  ASSERT_EQ(plain.at(1, 0).tokens.size(), 1u);
+  const TokenId top = plain.at(1, 0).tokens[0];
+  SamplingParams banned = greedy(1);
+  banned.logit_bias = {{top, -100.0f}};
+  SamplingParams forced = greedy(1);
+  const TokenId other = top == 42 ? 43 : 42;
+  forced.logit_bias = {{other, 100.0f}};
+  Harness h(*model, config());
+  h.add(1, kPrompts[0], banned);
+  h.add(2, kPrompts[0], forced);
+  h.run();
+  ASSERT_EQ(h.at(1, 0).tokens.size(), 1u);
+  EXPECT_NE(h.at(1, 0).tokens[0], top);
+  EXPECT_EQ(h.at(2, 0).tokens, std::vector<TokenId>{other});
+}
+
+// Echo with logprobs: a greedy continuation scored as a prompt has, at each of its generated
+// positions, the scored token as the most likely one, so the scores are the prompt's own (not off
+// by one) and come out once whatever the chunking or preemptions.
+TEST(Engine, PromptLogprobsScoreEachPromptTokenOnceWhateverThePreemptions) {
+  TG_REQUIRE_MODEL(model);
+  Harness gen(*model, config());
+  gen.add(1, kPrompts[0], greedy(12));
+  gen.run();
+  std::vector<TokenId> prompt = gen.tokens_of(kPrompts[0]);
+  const std::size_t asked = prompt.size();
+  prompt.insert(prompt.end(), gen.at(1, 0).tokens.begin(), gen.at(1, 0).tokens.end());
+
+  SamplingParams p = greedy(2);
+  p.logprobs = true;
+  p.top_logprobs = 2;
+  p.prompt_logprobs = true;
+  auto scored = [&](EngineConfig c, std::map<std::size_t, RequestId> preempt) {
+    Harness h(*model, c);
+    h.policy().preempt_at_step = std::move(preempt);
+    h.engine().submit({1, prompt, p});
+    h.policy().enqueue(1, prompt.size(), 0);
+    h.run();
+    EXPECT_EQ(h.policy().charged[1].first, prompt.size());  // scoring charges the prompt once
+    EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
+    return h.at(1, 0).prompt_logprobs;
+  };
+  const std::vector<SampledToken> whole = scored(config(), {});
+  ASSERT_EQ(whole.size(), prompt.size() - 1);
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_EQ(whole[i].token, prompt[i + 1]) << i;
+    EXPECT_LE(whole[i].logprob, 0.0f) << i;
+    ASSERT_EQ(whole[i].top.size(), 2u) << i;
+    if (i + 1 >= asked) {  // generated greedily from here: the scored token is the top one
+      EXPECT_EQ(whole[i].top[0].first, whole[i].token) << i;
+      EXPECT_FLOAT_EQ(whole[i].top[0].second, whole[i].logprob) << i;
+    }
+  }
+  EngineConfig chunked = config();
+  chunked.token_budget = 8;
+  const std::vector<SampledToken> preempted = scored(chunked, {{2, 1}, {4, 1}, {9, 1}});
+  ASSERT_EQ(preempted.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_EQ(preempted[i].token, whole[i].token) << i;
+    EXPECT_NEAR(preempted[i].logprob, whole[i].logprob, 1e-3) << i;
+  }
+}
+
+std::shared_ptr<const Grammar> compiled(const Model& model, GrammarSpec spec) {
+  static GrammarCache cache;
+  auto g = cache.get(spec, model.tokenizer());
+  TG_CHECK(std::holds_alternative<std::shared_ptr<const Grammar>>(g));
+  return std::get<std::shared_ptr<const Grammar>>(g);
+}
+
+// The grammar's state lives with the sequence: preempted and resumed (recomputed) mid-answer, a
+// constrained request writes what it writes alone, matching the expression, and its tokens are
+// charged as any others.
+TEST(Engine, ConstrainedOutputSurvivesPreemptionAndIsChargedLikeAnyOther) {
+  TG_REQUIRE_MODEL(model);
+  SamplingParams p = greedy(24);
+  const std::string expression = "(yes|no), [a-z ]{3,30}\\.";
+  p.grammar = compiled(*model, {GrammarSpec::Kind::kRegex, expression, false, "guided_regex"});
+  Harness alone(*model, config());
+  alone.add(1, kPrompts[1], p);
+  alone.run();
+  const Choice& a = alone.at(1, 0);
+  EXPECT_TRUE(std::regex_match(a.text, std::regex(expression))) << a.text;
+  EXPECT_EQ(a.finish, FinishReason::kStop);
+
+  Harness h(*model, config());
+  h.add(1, kPrompts[1], p);
+  h.add(2, kPrompts[2], greedy(24));  // an unconstrained neighbour in the same batches
+  h.policy().preempt_at_step = {{4, 1}, {9, 1}};  // after the prompt: mid-answer
+  h.run();
+  EXPECT_EQ(h.engine().stats().preemptions, 2u);
+  EXPECT_EQ(h.at(1, 0).tokens, a.tokens);
+  EXPECT_EQ(h.at(1, 0).text, a.text);
+  EXPECT_EQ(h.policy().charged[1].first, h.tokens_of(kPrompts[1]).size());
+  EXPECT_EQ(h.policy().charged[1].second, a.tokens.size());
+  EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
+}
+
+TEST(Engine, AJsonSchemaConstrainedAnswerParsesWithItsRequiredFields) {
+  TG_REQUIRE_MODEL(model);
+  SamplingParams p = greedy(60);
+  p.grammar = compiled(*model, {GrammarSpec::Kind::kJsonSchema,
+                                R"({"type":"object","properties":{"name":{"type":"string","maxLength":12},)"
+                                R"("age":{"type":"integer","minimum":0,"maximum":150}},"required":["name","age"],)"
+                                R"("additionalProperties":false})",
+                                true, "response_format"});
+  Harness h(*model, config());
+  h.add(1, kPrompts[1], p);
+  h.run();
+  const Choice& c = h.at(1, 0);
+  EXPECT_EQ(c.finish, FinishReason::kStop) << c.text;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(simdjson::padded_string(c.text)).get(doc), simdjson::SUCCESS) << c.text;
+  std::string_view name;
+  std::int64_t age = -1;
+  EXPECT_EQ(doc["name"].get_string().get(name), simdjson::SUCCESS) << c.text;
+  EXPECT_EQ(doc["age"].get_int64().get(age), simdjson::SUCCESS) << c.text;
+  EXPECT_LE(name.size(), 12u);
+  EXPECT_TRUE(age >= 0 && age <= 150) << c.text;
 }
 
 }  // namespace
