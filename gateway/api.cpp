@@ -2,8 +2,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
 
 #include "engine/chat_template.h"
+#include "gateway/choice_output.h"
+#include "gateway/output_constraints.h"
 #include "qos/config_parser.h"
 #include "qos/config_writer.h"
 #include "qos/usage_report.h"
@@ -34,6 +37,8 @@ struct Generation {
   long created = 0;
   std::size_t prompt_tokens = 0;
   std::vector<ChoiceResult> choices;
+  std::vector<ChoiceOutput> outputs;                 // per choice: echo, logprobs, tool calls
+  std::vector<engine::SampledToken> prompt_logprobs;  // echo with logprobs: the prompt's, first without one
   std::vector<bool> started;
   std::vector<std::size_t> completion_tokens;
   int unfinished = 0;
@@ -185,6 +190,11 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
   }
 
   const engine::Model& model = service_.model();
+  const engine::ChatTemplate chat_template = engine::ChatTemplate::from_template_text(model.chat_template());
+  std::optional<engine::ToolCallFormat> tool_format;  // set when the request offers tools
+  if (auto e = bind_output_constraints(req, chat_template, model.tokenizer(), grammars_, tool_format)) {
+    return answer(error_response(*e));
+  }
   std::vector<engine::TokenId> prompt;
   std::size_t history_tokens = 0;
   const auto session_key = std::make_pair(user, req.session_id);
@@ -211,11 +221,12 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     }
     conversation.push_back(req.messages.front());
     req.messages = conversation;
-    const std::string text = engine::ChatTemplate::from_template_text(model.chat_template()).render(conversation, true);
+    const std::string text = chat_template.render(conversation, true);
     prompt = model.tokenizer().encode(text, true);
   } else if (endpoint == Endpoint::kChat) {
-    const std::string text =
-        engine::ChatTemplate::from_template_text(model.chat_template()).render(req.messages, true);
+    const std::string text = chat_template.render(req.messages, true,
+                                                  tool_format ? std::span<const engine::ToolDefinition>(req.tools)
+                                                              : std::span<const engine::ToolDefinition>());
     prompt = model.tokenizer().encode(text, true);
   } else {
     prompt = model.tokenizer().encode(req.prompt, false);
@@ -232,6 +243,15 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
   gen->id = (endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-") + std::to_string(id);
   const auto n = static_cast<std::size_t>(std::max(1, req.params.n));
   gen->choices.resize(n);
+  for (std::size_t c = 0; c < n; ++c) {
+    gen->outputs.emplace_back(req.echo ? req.prompt : std::string(), tool_format, "call_" + std::to_string(id) + "_" + std::to_string(c) + "_");
+  }
+  if (req.params.prompt_logprobs && !prompt.empty()) {  // the first prompt token has no logprob
+    engine::SampledToken first;
+    first.token = prompt.front();
+    first.logprob = std::numeric_limits<float>::quiet_NaN();
+    gen->prompt_logprobs.push_back(first);
+  }
   gen->started.assign(n, false);
   gen->completion_tokens.assign(n, 0);
   gen->last_output.assign(n, {});
@@ -293,18 +313,31 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       }
       return;
     }
+    // What the client sees of this output: echo, logprobs, tool calls (gateway/choice_output.h).
+    ChoiceOutput& shaped = gen->outputs[i];
+    gen->prompt_logprobs.insert(gen->prompt_logprobs.end(), o.prompt_logprobs.begin(), o.prompt_logprobs.end());
+    ChoiceDelta delta = shaped.push(o, gen->prompt_logprobs);
+    std::string finish_reason = finish;
+    if (!finish.empty()) {
+      ChoiceDelta tail = shaped.finish(finish_reason);
+      delta.text += tail.text;
+      if (!tail.tool_calls.empty()) {
+        delta.tool_calls = delta.tool_calls.empty() ? tail.tool_calls
+                                                    : delta.tool_calls.substr(0, delta.tool_calls.size() - 1) + ", " +
+                                                          tail.tool_calls.substr(1);
+      }
+    }
     if (rq.stream) {
-      if (!o.text.empty() || !finish.empty() || !gen->started[i]) {
-        gen->sink->stream(stream_chunk(rq, gen->id, gen->created, o.index, o.text, !gen->started[i], finish));
+      if (!delta.text.empty() || !delta.tool_calls.empty() || !delta.logprobs.empty() || !finish.empty() ||
+          !gen->started[i]) {
+        gen->sink->stream(stream_chunk(rq, gen->id, gen->created, o.index, delta, !gen->started[i], finish_reason,
+                                       service_.model().tokenizer(), shaped.text_offset()));
         gen->started[i] = true;
         gen->streamed = true;
       }
-    } else {
-      c.text += o.text;
-      c.logprobs.insert(c.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
     }
     if (finish.empty()) return;
-    c.finish_reason = finish;
+    c = shaped.result();
     if (--gen->unfinished > 0) return;
     std::size_t completion = 0;
     for (std::size_t t : gen->completion_tokens) completion += t;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/grammar.h"
 #include "gateway/api_keys.h"
 #include "gateway/chat_sessions.h"
 #include "gateway/engine_service.h"
@@ -87,6 +88,7 @@ class Api {
   std::shared_ptr<const ApiKeyStore> keys_;
   ApiOptions options_;
   ChatSessions sessions_;  // interactive_qos conversations, bounded by options_.sessions
+  engine::GrammarCache grammars_;  // compiled output constraints (response_format, guided_*, tools)
   qos::ConfigReloader qos_reloader_;
   Histogram ttft_;               // request received → first output
   Histogram inter_token_;        // between successive outputs of one choice, per token

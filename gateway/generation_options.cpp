@@ -297,6 +297,35 @@ std::optional<ApiError> parse_tools(const simdjson::dom::object& obj, Generation
 
 }  // namespace
 
+std::optional<ApiError> parse_message_tool_calls(const simdjson::dom::element& m, engine::ChatMessage& out) {
+  element calls;
+  if (m["tool_calls"].get(calls) != simdjson::SUCCESS || calls.is_null()) return std::nullopt;
+  simdjson::dom::array list;
+  if (out.role != "assistant" || calls.get_array().get(list) != simdjson::SUCCESS) {
+    return bad("messages", "'tool_calls' belongs to assistant messages and is a list");
+  }
+  for (element c : list) {
+    std::string_view id, name, arguments;
+    simdjson::dom::object function;
+    if (c["function"].get_object().get(function) != simdjson::SUCCESS ||
+        function["name"].get_string().get(name) != simdjson::SUCCESS) {
+      return bad("messages", "every tool call needs 'function' with a 'name'");
+    }
+    element args;
+    std::string args_text = "{}";
+    if (function["arguments"].get(args) == simdjson::SUCCESS && !args.is_null()) {
+      if (args.get_string().get(arguments) == simdjson::SUCCESS) {
+        args_text = std::string(arguments);  // OpenAI sends the arguments as JSON text
+      } else {
+        args_text = simdjson::minify(args);
+      }
+    }
+    if (c["id"].get_string().get(id) != simdjson::SUCCESS) id = {};  // optional
+    out.tool_calls.push_back({std::string(id), std::string(name), std::move(args_text)});
+  }
+  return std::nullopt;
+}
+
 std::optional<ApiError> parse_generation_options(const simdjson::dom::object& obj, Endpoint endpoint, bool qos_route,
                                                  GenerationRequest& req) {
   if (qos_route) apply_lmdeploy_defaults(obj, endpoint, req);

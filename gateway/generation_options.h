@@ -10,6 +10,7 @@
 #include "gateway/openai_protocol.h"
 
 namespace simdjson::dom {
+class element;
 class object;
 }
 
@@ -17,5 +18,9 @@ namespace tiergate::gateway {
 
 std::optional<ApiError> parse_generation_options(const simdjson::dom::object& body, Endpoint endpoint, bool qos_route,
                                                  GenerationRequest& request);
+
+// An assistant message's `tool_calls` (OpenAI's shape) into `message.tool_calls`; other roles may
+// not have them.
+std::optional<ApiError> parse_message_tool_calls(const simdjson::dom::element& message, engine::ChatMessage& out);
 
 }  // namespace tiergate::gateway

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "gateway/generation_options.h"
+#include "gateway/logprobs_json.h"
 #include "gateway/request_fields.h"
 #include "qos/config_writer.h"
 
@@ -69,17 +70,6 @@ std::optional<ApiError> read_content(element content, std::string& out) {
   return std::nullopt;
 }
 
-std::string logprob_entry(const engine::Tokenizer& tok, engine::TokenId token, float logprob,
-                          const std::vector<std::pair<engine::TokenId, float>>& top) {
-  std::string out = "{\"token\": " + json_string(tok.token_bytes(token, true)) + ", \"logprob\": " +
-                    json_number(logprob) + ", \"top_logprobs\": [";
-  for (std::size_t i = 0; i < top.size(); ++i) {
-    out += (i ? ", " : "") + std::string("{\"token\": ") + json_string(tok.token_bytes(top[i].first, true)) +
-           ", \"logprob\": " + json_number(top[i].second) + "}";
-  }
-  return out + "]}";
-}
-
 }  // namespace
 
 std::string ApiError::to_json() const {
@@ -130,9 +120,13 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
           return bad("messages", "unknown role '" + std::string(text) + "'");
         }
         msg.role = text == "developer" ? "system" : std::string(text);
+        if (auto e = parse_message_tool_calls(m, msg)) return *e;  // an assistant's calls
         element content;
-        if (m["content"].get(content) != simdjson::SUCCESS) return bad("messages", "every message needs 'content'");
-        if (auto e = read_content(content, msg.content)) return *e;
+        const bool has_content = m["content"].get(content) == simdjson::SUCCESS && !content.is_null();
+        if (!has_content && msg.tool_calls.empty()) return bad("messages", "every message needs 'content'");
+        if (has_content) {
+          if (auto e = read_content(content, msg.content)) return *e;
+        }
         req.messages.push_back(std::move(msg));
       }
       if (req.messages.empty()) return bad("messages", "'messages' must not be empty");
@@ -235,6 +229,16 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
   return req;
 }
 
+std::string tool_calls_json(const std::vector<engine::ToolCall>& calls) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    out += (i ? ", " : "") + std::string("{\"id\": ") + json_string(calls[i].id) +
+           ", \"type\": \"function\", \"function\": {\"name\": " + json_string(calls[i].name) +
+           ", \"arguments\": " + json_string(calls[i].arguments) + "}}";
+  }
+  return out + "]";
+}
+
 std::string completion_body(const GenerationRequest& req, const std::string& id, long created,
                             const std::vector<ChoiceResult>& choices, std::size_t prompt_tokens,
                             std::size_t completion_tokens, const engine::Tokenizer& tokenizer) {
@@ -247,14 +251,16 @@ std::string completion_body(const GenerationRequest& req, const std::string& id,
     out += (i ? ", " : "") + std::string("{\"index\": ") + std::to_string(i) + ", ";
     std::string logprobs = "null";
     if (req.params.logprobs) {
-      logprobs = "{\"content\": [";
-      for (std::size_t k = 0; k < c.logprobs.size(); ++k) {
-        logprobs += (k ? ", " : "") + logprob_entry(tokenizer, c.logprobs[k].token, c.logprobs[k].logprob, c.logprobs[k].top);
-      }
-      logprobs += "]}";
+      std::size_t offset = 0;
+      logprobs = chat ? chat_logprobs_json(c.logprobs, tokenizer) : completion_logprobs_json(c.logprobs, tokenizer, offset);
     }
     if (chat) {
-      out += "\"message\": {\"role\": \"assistant\", \"content\": " + json_string(c.text) + "}";
+      // With tool calls the content is what the model wrote around them, null when nothing.
+      const bool calls = !c.tool_calls.empty();
+      out += "\"message\": {\"role\": \"assistant\", \"content\": " +
+             (calls && c.text.empty() ? std::string("null") : json_string(c.text));
+      if (calls) out += ", \"tool_calls\": " + tool_calls_json(c.tool_calls);
+      out += "}";
     } else {
       out += "\"text\": " + json_string(c.text);
     }
@@ -267,19 +273,31 @@ std::string completion_body(const GenerationRequest& req, const std::string& id,
 }
 
 std::string stream_chunk(const GenerationRequest& req, const std::string& id, long created, int index,
-                         const std::string& text, bool first, const std::string& finish_reason) {
+                         const ChoiceDelta& delta, bool first, const std::string& finish_reason,
+                         const engine::Tokenizer& tokenizer, std::size_t& text_offset) {
   const bool chat = req.endpoint == Endpoint::kChat;
   std::string out = "data: {\"id\": " + json_string(id) + ", \"object\": \"" +
                     (chat ? "chat.completion.chunk" : "text_completion") + "\", \"created\": " +
                     std::to_string(created) + ", \"model\": " + json_string(req.model) +
                     ", \"choices\": [{\"index\": " + std::to_string(index) + ", ";
   if (chat) {
-    out += "\"delta\": {" + std::string(first ? "\"role\": \"assistant\", " : "") + "\"content\": " + json_string(text) + "}";
+    out += "\"delta\": {" + std::string(first ? "\"role\": \"assistant\", " : "");
+    if (!delta.tool_calls.empty()) {
+      out += "\"content\": " + (delta.text.empty() ? std::string("null") : json_string(delta.text)) +
+             ", \"tool_calls\": " + delta.tool_calls + "}";
+    } else {
+      out += "\"content\": " + json_string(delta.text) + "}";
+    }
   } else {
-    out += "\"text\": " + json_string(text);
+    out += "\"text\": " + json_string(delta.text);
   }
-  out += ", \"logprobs\": null, \"finish_reason\": " + (finish_reason.empty() ? std::string("null") : json_string(finish_reason)) +
-         "}]}\n\n";
+  std::string logprobs = "null";
+  if (req.params.logprobs && !delta.logprobs.empty()) {
+    logprobs = chat ? chat_logprobs_json(delta.logprobs, tokenizer)
+                    : completion_logprobs_json(delta.logprobs, tokenizer, text_offset);
+  }
+  out += ", \"logprobs\": " + logprobs + ", \"finish_reason\": " +
+         (finish_reason.empty() ? std::string("null") : json_string(finish_reason)) + "}]}\n\n";
   return out;
 }
 

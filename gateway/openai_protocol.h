@@ -56,9 +56,18 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
 
 // What a finished choice looked like, for the non-streaming body.
 struct ChoiceResult {
-  std::string text;
-  std::vector<engine::SampledToken> logprobs;  // when asked for
+  std::string text;  // completions with echo: the prompt first; chat with tool calls: the content around them
+  // When asked for; with echo the prompt's tokens come first (the very first without a logprob: NaN).
+  std::vector<engine::SampledToken> logprobs;
   std::string finish_reason;
+  std::vector<engine::ToolCall> tool_calls;  // chat: the calls parsed from the answer ("tool_calls" finish)
+};
+
+// One streamed delta of a choice.
+struct ChoiceDelta {
+  std::string text;
+  std::vector<engine::SampledToken> logprobs;  // the delta's tokens, when asked for
+  std::string tool_calls;                      // chat: the delta's "tool_calls" list as JSON; "" when none
 };
 
 std::string completion_body(const GenerationRequest& req, const std::string& id, long created,
@@ -66,8 +75,13 @@ std::string completion_body(const GenerationRequest& req, const std::string& id,
                             std::size_t completion_tokens, const engine::Tokenizer& tokenizer);
 
 // One SSE event ("data: {...}\n\n") carrying a delta of one choice; finish_reason may be empty.
+// `text_offset`: the choice's legacy logprobs offset so far (completions), advanced past the delta.
 std::string stream_chunk(const GenerationRequest& req, const std::string& id, long created, int index,
-                         const std::string& text, bool first, const std::string& finish_reason);
+                         const ChoiceDelta& delta, bool first, const std::string& finish_reason,
+                         const engine::Tokenizer& tokenizer, std::size_t& text_offset);
+
+// A choice's tool calls as OpenAI's message.tool_calls list.
+std::string tool_calls_json(const std::vector<engine::ToolCall>& calls);
 // LMDeploy's interactive answers: one JSON object, or (streaming) one JSON object per line.
 std::string interactive_body(const std::string& text, std::size_t tokens, std::size_t input_tokens,
                              std::size_t history_tokens, const std::string& finish_reason);
