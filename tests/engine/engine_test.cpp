@@ -13,6 +13,7 @@
 
 #include "engine/fifo_policy.h"
 #include "engine/grammar.h"
+#include "engine/tool_calls.h"
 #include "kernels/check.h"
 #include "tests/engine/model_fixture.h"
 
@@ -460,6 +461,40 @@ TEST(Engine, AJsonSchemaConstrainedAnswerParsesWithItsRequiredFields) {
   EXPECT_EQ(doc["age"].get_int64().get(age), simdjson::SUCCESS) << c.text;
   EXPECT_LE(name.size(), 12u);
   EXPECT_TRUE(age >= 0 && age <= 150) << c.text;
+}
+
+// tool_choice required: whatever the model would rather write, the answer is one call of an
+// offered tool in the template's format, whose arguments follow the tool's schema.
+TEST(Engine, ARequiredToolCallIsEnforcedAndParsesBack) {
+  TG_REQUIRE_MODEL(model);
+  const ToolCallFormat format = hermes_tool_call_format();
+  const std::vector<ToolDefinition> tools = {
+      {"get_weather", "", R"({"type":"object","properties":{"city":{"type":"string","maxLength":20}},"required":["city"],"additionalProperties":false})", ""},
+      {"get_time", "", R"({"type":"object","properties":{},"additionalProperties":false})", ""}};
+  const auto spec = tool_call_grammar(format, tools, {ToolChoice::Mode::kRequired, ""}, false);
+  ASSERT_TRUE(spec.has_value());
+  SamplingParams p = greedy(64);
+  p.grammar = compiled(*model, *spec);
+  Harness h(*model, config());
+  h.add(1, kPrompts[0], p);  // a question no tool was asked about
+  h.run();
+  const Choice& c = h.at(1, 0);
+  EXPECT_EQ(c.finish, FinishReason::kStop) << c.text;
+  const ParsedToolCalls parsed = parse_tool_calls(format, c.text, "call_");
+  ASSERT_EQ(parsed.calls.size(), 1u) << c.text;
+  EXPECT_EQ(parsed.content, "");
+  const ToolCall& call = parsed.calls[0];
+  ASSERT_TRUE(call.name == "get_weather" || call.name == "get_time") << c.text;
+  simdjson::dom::parser parser;
+  simdjson::dom::object args;
+  ASSERT_EQ(parser.parse(simdjson::padded_string(call.arguments)).get_object().get(args), simdjson::SUCCESS) << c.text;
+  if (call.name == "get_weather") {
+    std::string_view city;
+    EXPECT_EQ(args["city"].get_string().get(city), simdjson::SUCCESS) << c.text;
+    EXPECT_EQ(args.size(), 1u);
+  } else {
+    EXPECT_EQ(args.size(), 0u);
+  }
 }
 
 }  // namespace

@@ -11,6 +11,8 @@ import httpx
 import openai
 import pytest
 
+import gguf_file
+
 from test_server import MODEL, ROOT, client, server  # noqa: F401  (server is a fixture)
 
 ROUTES = {
@@ -146,36 +148,6 @@ def test_interactive_stop_true_ends_the_session(server):
 
 # --- each implemented parameter has its effect --------------------------------------------------
 
-def gguf_tokens(path):
-    """tokenizer.ggml.tokens of a GGUF file (its header's key/value section, read as the format's
-    spec lays it out), so that a test can name a token by id as clients of logit_bias do."""
-    import struct
-    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-    with open(path, "rb") as f:
-        def read(fmt):
-            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
-        def string():
-            return f.read(read("Q")).decode("utf-8", "replace")
-        def skip(kind):
-            if kind == 8:
-                f.seek(read("Q"), 1)
-            elif kind == 9:
-                inner, n = read("I"), read("Q")
-                for _ in range(n):
-                    skip(inner)
-            else:
-                f.seek(sizes[kind], 1)
-        assert f.read(4) == b"GGUF"
-        read("I"), read("Q")
-        for _ in range(read("Q")):
-            key, kind = string(), read("I")
-            if key == "tokenizer.ggml.tokens":
-                assert kind == 9 and read("I") == 8
-                return [string() for _ in range(read("Q"))]
-            skip(kind)
-    raise AssertionError("no tokenizer.ggml.tokens")
-
-
 def byte_level(text):
     """Text as GPT-2 byte-level BPE writes it in its vocabulary (a space is 'Ġ')."""
     shown = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
@@ -194,7 +166,7 @@ PROMPT = "The capital of France is"
 
 def test_a_bias_of_minus_100_on_the_greedy_token_changes_it(server):
     c = client(server)
-    vocab = {t: i for i, t in enumerate(gguf_tokens(MODEL))}
+    vocab = {t: i for i, t in enumerate(gguf_file.tokens(MODEL))}
     def first(**extra):
         r = c.completions.create(model=MODEL.stem, prompt=PROMPT, max_tokens=1, temperature=0, **extra)
         return r.choices[0].text

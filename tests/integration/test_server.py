@@ -33,10 +33,10 @@ def keys_add(state, *args):
 SESSION_TTL_S = 5  # short, so the expiry test need not wait long
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not MODEL.is_file():
-        pytest.fail(f"model not found at {MODEL} (run tools/fetch_model.sh, or set TIERGATE_MODEL)")
+def serve(tmp_path_factory, model=MODEL):
+    """A server of `model` with a fresh state directory: yields its url, keys and process."""
+    if not model.is_file():
+        pytest.fail(f"model not found at {model} (run tools/fetch_model.sh, or set TIERGATE_MODEL)")
     state = tmp_path_factory.mktemp("state")
     qos = state / "qos_config.json"
     qos.write_text((ROOT / "config/qos_config.json").read_text())
@@ -45,7 +45,7 @@ def server(tmp_path_factory):
         "saas": keys_add(state, "--all-users"),
         "admin": keys_add(state, "--all-users", "--admin"),
     }
-    proc = subprocess.Popen([str(BINARY), "serve", str(MODEL), "--port", "0", "--state-dir", str(state),
+    proc = subprocess.Popen([str(BINARY), "serve", str(model), "--port", "0", "--state-dir", str(state),
                              "--qos-config-path", str(qos), "--kv-cache-blocks", "256", "--threads", "2",
                              "--session-ttl", str(SESSION_TTL_S)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -57,6 +57,11 @@ def server(tmp_path_factory):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve(tmp_path_factory)
 
 
 def client(server, key="alice"):
