@@ -38,30 +38,33 @@ class _Reader:
         return version, n_tensors, n_kv
 
 
-def tokens(path):
-    """tokenizer.ggml.tokens: the vocabulary, by token id."""
+def _value(path, wanted, read):
+    """read(reader, kind) at the value of key `wanted`; None when the file has no such key."""
     with open(path, "rb") as f:
         r = _Reader(f)
         _, _, n_kv = r.header()
         for _ in range(n_kv):
             key, kind = r.string(), r.read("I")
-            if key == "tokenizer.ggml.tokens":
-                assert kind == _ARRAY and r.read("I") == _STRING
-                return [r.string() for _ in range(r.read("Q"))]
+            if key == wanted:
+                return read(r, kind)
             r.skip(kind)
-    raise AssertionError(f"{path} has no tokenizer.ggml.tokens")
+    return None
+
+
+def _string_list(r, kind):
+    assert kind == _ARRAY and r.read("I") == _STRING
+    return [r.string() for _ in range(r.read("Q"))]
+
+
+def tokens(path):
+    """tokenizer.ggml.tokens: the vocabulary, by token id."""
+    vocab = _value(path, "tokenizer.ggml.tokens", _string_list)
+    assert vocab is not None, f"{path} has no tokenizer.ggml.tokens"
+    return vocab
 
 
 def chat_template(path):
-    with open(path, "rb") as f:
-        r = _Reader(f)
-        _, _, n_kv = r.header()
-        for _ in range(n_kv):
-            key, kind = r.string(), r.read("I")
-            if key == "tokenizer.chat_template":
-                return r.string()
-            r.skip(kind)
-    return ""
+    return _value(path, "tokenizer.chat_template", lambda r, kind: r.string()) or ""
 
 
 def with_chat_template(source, target, template):
