@@ -12,6 +12,10 @@ build=build/aarch64
 [ -f "$build/build.ninja" ] || cmake -S tests/aarch64 -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" >/dev/null
 cmake --build "$build" -- -j"${AARCH64_JOBS:-2}"
-# The engine tests' slowest cases run the model; under emulation they take minutes, so the NEON
-# level (the one an AArch64 CPU would pick) carries them and the kernel tests cover every level.
+# Under emulation the model runs ~50x slower than natively, so by default the engine's scheduling
+# tests (Engine.*: they do not depend on the CPU's instruction set) and the free-running and
+# batch-invariance greedy runs are left to the native suite; the teacher-forced comparison with
+# llama.cpp's logits (every position's argmax and top-2 gap) carries the model on NEON. Any
+# ctest arguments replace that selection (`bash tools/aarch64_tests.sh -R .` runs everything).
+if (($# == 0)); then set -- -E '^Engine\.|GreedyReference\.(FreeRunning|BatchInvariance)'; fi
 ctest --test-dir "$build" --output-on-failure -j"${AARCH64_JOBS:-2}" "$@"
