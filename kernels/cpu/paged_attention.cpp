@@ -7,18 +7,6 @@
 #include "kernels/cpu/fp16.h"
 
 namespace tiergate::kernels::cpu {
-namespace {
-
-std::size_t slot_offset(const PagedKv& kv, const TokenLayout& layout, std::size_t seq, std::size_t pos,
-                        std::size_t kv_head) {
-  const std::int32_t block = layout.block_tables[seq * layout.max_blocks_per_seq + pos / kv.block_size];
-  TG_CHECK(block >= 0 && static_cast<std::size_t>(block) < kv.num_blocks);
-  return ((static_cast<std::size_t>(block) * kv.block_size + pos % kv.block_size) * kv.num_kv_heads + kv_head) *
-         kv.head_dim;
-}
-
-}  // namespace
-
 void kv_append(const KvAppendParams& p) {
   const PagedKv& kv = p.kv;
   TG_CHECK(kv.dtype == DType::kF32 || kv.dtype == DType::kF16 || kv.dtype == DType::kBF16);
@@ -27,7 +15,7 @@ void kv_append(const KvAppendParams& p) {
     const auto pos = static_cast<std::size_t>(p.layout.token_pos[t]);
     TG_CHECK(pos / kv.block_size < p.layout.max_blocks_per_seq);
     for (std::size_t h = 0; h < kv.num_kv_heads; ++h) {
-      const std::size_t dst = slot_offset(kv, p.layout, seq, pos, h);
+      const std::size_t dst = kv_slot_offset(kv, p.layout, seq, pos, h);
       const float* k = p.k_new + (t * kv.num_kv_heads + h) * kv.head_dim;
       const float* v = p.v_new + (t * kv.num_kv_heads + h) * kv.head_dim;
       if (kv.dtype == DType::kF32) {

@@ -182,14 +182,6 @@ float dot_float(DType type, const void* w, const float* x, std::size_t n) {
 // fp16 after every operation, the denominator updated with a fused multiply-add. F32 and BF16
 // caches (BF16 widened exactly) keep fp32 accumulators.
 
-std::size_t slot_offset(const PagedKv& kv, const TokenLayout& layout, std::size_t seq, std::size_t pos,
-                        std::size_t kv_head) {
-  const std::int32_t block = layout.block_tables[seq * layout.max_blocks_per_seq + pos / kv.block_size];
-  TG_CHECK(block >= 0 && static_cast<std::size_t>(block) < kv.num_blocks);
-  return ((static_cast<std::size_t>(block) * kv.block_size + pos % kv.block_size) * kv.num_kv_heads + kv_head) *
-         kv.head_dim;
-}
-
 template <class V, DType kType>
 void attend_typed(const AttentionGroupJob& job) {
   using F = typename V::F;
@@ -209,7 +201,7 @@ void attend_typed(const AttentionGroupJob& job) {
   const auto seq = static_cast<std::size_t>(job.layout->token_seq[job.token]);
   const auto pos = static_cast<std::size_t>(job.layout->token_pos[job.token]);
   for (std::size_t j = 0; j <= pos; ++j) {
-    const std::size_t off = slot_offset(kv, *job.layout, seq, j, job.kv_head);
+    const std::size_t off = kv_slot_offset(kv, *job.layout, seq, j, job.kv_head);
     for (std::size_t g = 0; g < G; ++g) {  // the key and value rows stay in L1 across the group
       const float s = dot_ggml<V, kType>(kv.k, off, q + g * D, D) * job.scale;
       float* a = acc + g * D;
