@@ -7,6 +7,9 @@ packages=(
   cmake ninja-build ccache g++ pkg-config
   libboost1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
   librapidcheck-dev libgtest-dev
+  # The AArch64 build of the kernel and engine tests, run under qemu-user (tools/aarch64_tests.sh).
+  g++-aarch64-linux-gnu qemu-user libgtest-dev:arm64 librapidcheck-dev:arm64
+  libsimdjson14:arm64  # the arm64 runtime only: libsimdjson-dev is not co-installable across architectures
 )
 
 missing=()
@@ -18,6 +21,8 @@ if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  # Debian multiarch: the arm64 libraries install beside the native ones.
+  dpkg --print-foreign-architectures | grep -qx arm64 || "${sudo_cmd[@]}" dpkg --add-architecture arm64
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
