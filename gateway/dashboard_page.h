@@ -22,6 +22,7 @@ inline constexpr std::string_view kDashboardPage = R"PAGE(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tiergate QoS</title>
+<link rel="icon" href="data:,">
 <style nonce="{{nonce}}">
 :root { --fg:#1d232a; --muted:#5f6b76; --line:#dfe3e8; --bg:#f5f6f8; --card:#fff; --quota:#1f6feb;
         --served:#2da44e; --over:#cf222e; --warn:#9a6700; }
@@ -287,6 +288,7 @@ inline constexpr std::string_view kSignInPage = R"PAGE(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tiergate QoS: sign in</title>
+<link rel="icon" href="data:,">
 <style nonce="{{nonce}}">
 body { font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; background:#f5f6f8; color:#1d232a;
        display:flex; justify-content:center; padding-top:12vh; margin:0; }

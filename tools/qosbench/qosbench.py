@@ -36,6 +36,8 @@ def parse_args(argv):
     p.add_argument("--out", help="result folder (default build/qosbench/<scenario>[-check])")
     p.add_argument("--binary", default=str(srv.DEFAULT_BINARY))
     p.add_argument("--model", default=str(srv.DEFAULT_MODEL))
+    p.add_argument("--qos-sim", default=str(ROOT / "build/release/tools/qos_sim/qos-sim"),
+                   help="the qos-sim binary for the LMDeploy comparison")
     p.add_argument("--modes", default="qos,fcfs", help="qos,fcfs (default), or one of them")
     p.add_argument("--threads", type=int, help="engine threads (overrides the scenario's server.threads)")
     p.add_argument("--duration-scale", type=float, default=1.0, help="multiply every phase's duration and warm-up")
@@ -279,7 +281,7 @@ def write_variant_report(s, variant, runs, m, modes, out, log, args, pngs):
             f"open-loop; tiergate's queue vs FCFS vs LMDeploy's request-count policy; batch "
             f"{s['server']['max_num_seqs']}, {s['server']['max_num_batched_tokens']} tokens/step, "
             f"{1000 * (step or 0.015):.0f} ms/step (the real server's mean) --")
-        log(simcompare.run(out, runs["qos"]["tag"], runs["qos"], phases, config, s["server"], step))
+        log(simcompare.run(out, runs["qos"]["tag"], runs["qos"], phases, config, s["server"], step, args.qos_sim))
     if not args.no_plots:
         import plots
         tag = variant["name"].replace(" ", "_").replace("/", "-")
