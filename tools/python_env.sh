@@ -2,7 +2,7 @@
 # The Python environment the integration tests and tools/qosbench use (.venv, git-ignored), from
 # PyPI: pytest, the official openai client and httpx (integration tests); aiohttp (qosbench's
 # streaming load over HTTPS), matplotlib (its PNGs) and selenium (driving Debian's chromium in the
-# dashboard test; tools/bootstrap_browser.sh installs the browser). Idempotent: nothing is
+# dashboard test; `tools/bootstrap.sh browser` installs the browser). Idempotent: nothing is
 # downloaded when they are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."

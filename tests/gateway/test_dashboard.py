@@ -5,7 +5,7 @@ form with an admin key; every number the page shows must match /admin/qos, and a
 saved under the build tree. Also: the page is never served without credentials.
 
 Run by ctest (tests/gateway/CMakeLists.txt) with TIERGATE_BINARY and DASHBOARD_SCREENSHOT set;
-needs tools/python_env.sh's venv and tools/bootstrap_browser.sh's browser."""
+needs tools/python_env.sh's venv and the browser from `tools/bootstrap.sh browser`."""
 import json
 import os
 import re
@@ -123,7 +123,7 @@ def browser():
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium must not fetch a driver: Debian's is used
     chromium = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "chromium/chromedriver missing: run tools/bootstrap_browser.sh"
+    assert chromium and driver_path, "chromium/chromedriver missing: run: bash tools/bootstrap.sh browser"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
