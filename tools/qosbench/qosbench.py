@@ -41,6 +41,8 @@ def parse_args(argv):
     p.add_argument("--modes", default="qos,fcfs", help="qos,fcfs (default), or one of them")
     p.add_argument("--threads", type=int, help="engine threads (overrides the scenario's server.threads)")
     p.add_argument("--duration-scale", type=float, default=1.0, help="multiply every phase's duration and warm-up")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat the QoS/FCFS pair N times, alternating which goes first; report medians")
     p.add_argument("--max-run-s", type=float, default=3600, help="refuse a scenario whose phases alone exceed this")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--url", help="an already running server (loopback); needs --keys")
@@ -134,10 +136,44 @@ async def greedy_reference(runner, s, spec, loop, server, log):
     return {"phase": spec["phase"], "checked": len(recs), "mismatches": mismatches, "references": len(refs)}
 
 
-def run_mode(s, variant, mode, args, out, log):
+def cross_mode(s, runs):
+    """Both modes' metrics of one round, plus QoS / FCFS ratios per phase."""
+    m = {}
+    for mode, run in runs.items():
+        m.update(analysis.analyse(run, s, mode))
+    for ph in s["phases"]:
+        name = ph["name"]
+        q, f = m.get(f"qos.{name}.total.output_tokens_per_s"), m.get(f"fcfs.{name}.total.output_tokens_per_s")
+        m[f"ratio.{name}.throughput_qos_over_fcfs"] = q / f if q and f else None
+        for g in {r.group for run in runs.values() for r in run["records"] if r.phase == name}:
+            for p in ("p50", "p99"):
+                qg, fg = m.get(f"qos.{name}.{g}.ttft_{p}_s"), m.get(f"fcfs.{name}.{g}.ttft_{p}_s")
+                m[f"ratio.{name}.{g}.ttft_{p}_qos_over_fcfs"] = qg / fg if qg and fg else None
+    return m
+
+
+def median_metrics(rounds):
+    """Per metric, the median over the rounds that measured it (counts of lost requests and
+    mismatches: the worst round, so that one bad round is never hidden)."""
+    out = {}
+    for key in {k for m in rounds for k in m}:
+        values = sorted(m[key] for m in rounds if m.get(key) is not None)
+        if not values:
+            out[key] = None
+        elif key.endswith((".lost", ".mismatches", ".errors")):
+            out[key] = values[-1]
+        else:
+            mid = len(values) // 2
+            out[key] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return out
+
+
+def run_mode(s, variant, mode, args, out, log, round_index=None):
     qos_config = variant["qos_config"]
     config = qos_config if mode == "qos" else scen.fcfs_config(qos_config)
     tag = f"{variant['name'].replace(' ', '_').replace('/', '-')}.{mode}"
+    if round_index is not None:
+        tag += f".round{round_index + 1}"
     if args.url:
         server = srv.connect(args.url, args.keys, args.cacert, args.qos_config_path)
     else:
@@ -173,7 +209,11 @@ def main(argv=None):
             print("qosbench: --url needs --keys", file=sys.stderr)
             return 2
         modes = modes[:1]
-    planned = sum(ph["duration_s"] + ph["drain_timeout_s"] for ph in s["phases"]) * len(modes) * len(s["variants"])
+    if args.rounds < 1:
+        print("qosbench: --rounds must be 1 or more", file=sys.stderr)
+        return 2
+    planned = (sum(ph["duration_s"] + ph["drain_timeout_s"] for ph in s["phases"]) * len(modes) * len(s["variants"])
+               * args.rounds)
     if planned > args.max_run_s:
         print(f"qosbench: the scenario may take up to {planned:.0f}s (phases + drain bounds), over --max-run-s "
               f"{args.max_run_s:.0f}", file=sys.stderr)
@@ -196,31 +236,34 @@ def main(argv=None):
     began = time.monotonic()
     all_metrics, failures, pngs = {}, 0, []
     for vi, variant in enumerate(s["variants"]):
-        order = modes if vi % 2 == 0 else list(reversed(modes))
-        log("")
-        log(f"== variant {variant['name']}: {' then '.join(report.MODE_TITLE[m] for m in order)}, identical load, "
-            f"each on a fresh server ==")
-        runs = {}
-        for mode in order:
-            runs[mode] = run_mode(s, variant, mode, args, out, log)
-        runs = {m: runs[m] for m in modes}
-        m = {}
-        for mode, run in runs.items():
-            m.update(analysis.analyse(run, s, mode))
-        for ph in s["phases"]:
-            q, f = m.get(f"qos.{ph['name']}.total.output_tokens_per_s"), m.get(f"fcfs.{ph['name']}.total.output_tokens_per_s")
-            m[f"ratio.{ph['name']}.throughput_qos_over_fcfs"] = q / f if q and f else None
-            for g in {r.group for run in runs.values() for r in run["records"] if r.phase == ph["name"]}:
-                qg, fg = m.get(f"qos.{ph['name']}.{g}.ttft_p99_s"), m.get(f"fcfs.{ph['name']}.{g}.ttft_p99_s")
-                m[f"ratio.{ph['name']}.{g}.ttft_p99_qos_over_fcfs"] = qg / fg if qg and fg else None
-                qg, fg = m.get(f"qos.{ph['name']}.{g}.ttft_p50_s"), m.get(f"fcfs.{ph['name']}.{g}.ttft_p50_s")
-                m[f"ratio.{ph['name']}.{g}.ttft_p50_qos_over_fcfs"] = qg / fg if qg and fg else None
+        per_round = []
+        for k in range(args.rounds):
+            order = modes if (vi + k) % 2 == 0 else list(reversed(modes))
+            log("")
+            log(f"== variant {variant['name']}" + (f", round {k + 1} of {args.rounds}" if args.rounds > 1 else "") +
+                f": {' then '.join(report.MODE_TITLE[m] for m in order)}, identical load, each on a fresh server ==")
+            runs = {}
+            for mode in order:
+                runs[mode] = run_mode(s, variant, mode, args, out, log, k if args.rounds > 1 else None)
+            runs = {m: runs[m] for m in modes}
+            per_round.append((runs, cross_mode(s, runs)))
+        runs, m = per_round[-1]
+        if args.rounds > 1:
+            m = median_metrics([rm for _, rm in per_round])
+        target_list = [t for t in s["targets"]
+                       if t.get("variants") in (None, "*") or variant["name"] in t["variants"]]
         write_variant_report(s, variant, runs, m, modes, out, log, args, pngs)
-        verdicts = report.evaluate_targets(m, [t for t in s["targets"]
-                                              if t.get("variants") in (None, "*") or variant["name"] in t["variants"]])
+        if args.rounds > 1:
+            log("")
+            log(f"-- per round (the tables above show the median over {args.rounds} rounds; plots: the last round) --")
+            keys = sorted({t["metric"] for t in target_list if "metric" in t} |
+                          {sub["metric"] for t in target_list for sub in t.get("any_of", [])})
+            log(report.table([[key] + [report.fmt(rm.get(key)) for _, rm in per_round] for key in keys],
+                             ["metric"] + [f"round {i + 1}" for i in range(args.rounds)]))
+        verdicts = report.evaluate_targets(m, target_list)
         if verdicts:
             log("")
-            log(f"targets ({variant['name']}):")
+            log(f"targets ({variant['name']}{', medians over the rounds' if args.rounds > 1 else ''}):")
             for ok, line in verdicts:
                 log(line)
                 failures += not ok
