@@ -151,12 +151,24 @@ class IsolationTest : public StepPlannerTest {
   IsolationTest() : StepPlannerTest(three_groups(R"({"lower_groups_step_tokens": 5})")) {}
 };
 
-TEST_F(StepPlannerTest, AFirstTokenOnItsWayPausesLowerGroups) {
+class PauseTest : public StepPlannerTest {
+ protected:
+  PauseTest() : StepPlannerTest(three_groups(R"({"lower_groups_step_tokens": 0})")) {}
+};
+
+TEST_F(PauseTest, AFirstTokenOnItsWayPausesLowerGroups) {
   for (int i = 0; i < 8; ++i) run("c", 1);
   run("p", 0, 50, /*first_token_pending=*/true);
   const StepPlan p = plan(64, 512);
   ASSERT_EQ(p.run.size(), 1u);  // only the Platinum prefill: the step is as short as on an idle server
   EXPECT_EQ(p.run[0].prefill_tokens, 50);
+}
+
+TEST_F(StepPlannerTest, ByDefaultLowerGroupsKeepABatchOfDecodesMeanwhile) {
+  for (int i = 0; i < 40; ++i) run("c", 1);
+  run("p", 0, 50, /*first_token_pending=*/true);
+  const StepPlan p = plan(64, 512);
+  EXPECT_EQ(decoding(p).size(), static_cast<std::size_t>(kDefaultLowerGroupsStepTokens));
 }
 
 TEST_F(IsolationTest, LowerGroupsGetTheConfiguredTokensMeanwhile) {
@@ -177,7 +189,8 @@ TEST_F(StepPlannerTest, AHigherRequestShortOfBlocksPreemptsTheLowestMostRecentFi
   EXPECT_EQ(p.preempt, std::vector<RequestId>{new_bronze});
   ASSERT_EQ(p.admit.size(), 1u);
   EXPECT_EQ(p.admit[0].id, platinum);
-  EXPECT_TRUE(decoding(p).empty());  // and its first token is on its way: the lower groups rest
+  // Its first token is on its way: the lower groups get their default few tokens, their decodes.
+  EXPECT_EQ(decoding(p), (std::set<RequestId>{gold, old_bronze}));
   running.pop_back();                // the engine preempted the victim
   running.push_back({platinum, 1, 0, 0, 4, false});
   EXPECT_EQ(decoding(plan(64, 512, 0)), (std::set<RequestId>{gold, old_bronze, platinum}));
