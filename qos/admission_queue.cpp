@@ -30,7 +30,8 @@ double AdmissionQueue::share(const Account& account) const {
   if (account.orphaned) return 0;
   if (account.unknown) {
     // The default share is split evenly among the unknown users that currently have work.
-    const std::size_t n = std::max<std::size_t>(1, groups_[account.group].active_unknown);
+    const GroupState& group = groups_[account.group];
+    const std::size_t n = std::max<std::size_t>(1, group.active_unknown + group.fleet_active_unknown);
     return account.quota_share / static_cast<double>(n);
   }
   return account.quota_share;
@@ -56,6 +57,7 @@ void AdmissionQueue::unindex(Account& account) {
 void AdmissionQueue::set_active(Account& account, bool active) {
   if (account.active == active) return;
   account.active = active;
+  if (fleet_ && active) fleet_tracked_.insert(&account);
   if (!account.unknown) return;
   GroupState& group = groups_[account.group];
   if (active) {
@@ -116,7 +118,9 @@ EnqueueResult AdmissionQueue::enqueue(QueuedRequest request, Clock::time_point n
     forget_debtor(account);
     set_active(account, true);
     // Lift: idle time banks no credit.
-    account.counter = std::max(account.counter, lift_floor(account.group, scavenger(account)));
+    const double floor = lift_floor(account.group, scavenger(account));
+    account.counter = std::max(account.counter, floor);
+    fleet_lifted(account, floor);
   }
   const RequestId id = request.id;
   const bool was_empty = account.waiting.empty();
@@ -183,6 +187,10 @@ void AdmissionQueue::retire(Account& account) {
   r.output_tokens += account.usage.output_tokens;
   r.requests += account.usage.requests;
   ++group.retired_users;
+  if (fleet_) {
+    fleet_keep_pending(account, group_name(account.group), scavenger(account));
+    fleet_tracked_.erase(&account);
+  }
   accounts_.erase(account.user_id);  // `account` is gone after this line
 }
 
@@ -208,7 +216,10 @@ Admission AdmissionQueue::admit_head(Account& account, Clock::time_point now) {
   const bool scav = scavenger(account);
   group.virtual_time[scav] = std::max(group.virtual_time[scav], account.counter);
   ++running_;
-  if (!pending.started_before) ++account.usage.requests;
+  if (!pending.started_before) {
+    ++account.usage.requests;
+    fleet_admitted(account);
+  }
   if (!account.waiting.empty()) index(account);
 
   Admission admission;
@@ -263,8 +274,10 @@ void AdmissionQueue::charge_account(Account& account, std::int64_t prompt_tokens
   const double s = share(account);
   const bool reindex = account.ready_key.has_value();
   if (reindex) unindex(account);
-  account.counter += s > 0 ? cost / s : cost;
+  const double delta = s > 0 ? cost / s : cost;
+  account.counter += delta;
   if (reindex) index(account);
+  fleet_charged(account, delta, cost, prompt_tokens, output_tokens);
 }
 
 bool AdmissionQueue::finish(RequestId id) {
@@ -396,9 +409,6 @@ void AdmissionQueue::rebuild_groups() {
 void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
   QOS_CHECK(config != nullptr);
   std::lock_guard lock(mutex_);
-  auto group_name = [this](std::size_t g) {
-    return config_->enable_user_qos() ? config_->groups()[g].name : std::string();
-  };
   // Counters are only comparable inside one group and class: remember where everyone stood.
   std::unordered_map<Account*, std::pair<std::string, bool>> before;
   for (auto& [user, account] : accounts_) {
@@ -427,6 +437,11 @@ void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
     if (indexed) unindex(*account);
     account->counter = groups_[account->group].virtual_time[scav];
     if (indexed) index(*account);
+    if (fleet_) {  // its charges so far go to the old key; the new key starts from here
+      fleet_keep_pending(*account, where.first, where.second);
+      account->fleet_base = account->counter;
+      fleet_tracked_.insert(account);
+    }
   }
   // Idle accounts the new config no longer lists (or lists as unknown) may now be dropped.
   std::vector<Account*> idle;
@@ -434,6 +449,10 @@ void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
     if (account->idle()) idle.push_back(account.get());
   }
   for (Account* account : idle) retire_if_idle(*account);
+}
+
+std::string AdmissionQueue::group_name(std::size_t g) const {
+  return config_->enable_user_qos() ? config_->groups()[g].name : std::string();
 }
 
 std::shared_ptr<const Config> AdmissionQueue::config() const {

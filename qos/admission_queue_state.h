@@ -39,6 +39,11 @@ struct AdmissionQueue::Account {
   bool active = false;                // waiting or running (counted in active_unknown)
   std::optional<std::pair<bool, double>> debtor;  // (class, counter) while in groups_[group].debtors
   UserUsage usage;
+  // With fleet sync: the fleet's counter as last received (what `fleet_pending` applies to), and what
+  // this replica did to the counter and served since its last report.
+  double fleet_base = 0;
+  CounterOp fleet_pending;
+  FleetServed fleet_served;
 
   bool idle() const { return waiting.empty() && running.empty(); }
   bool retirable() const { return unknown || orphaned; }

@@ -7,6 +7,7 @@ packages=(
   cmake ninja-build ccache g++ pkg-config
   libboost1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
   librapidcheck-dev libgtest-dev
+  libhiredis-dev redis-server nginx-light  # fleet: Redis client, the shared state, the test load balancer
 )
 
 missing=()

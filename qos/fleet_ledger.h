@@ -1,0 +1,46 @@
+// The fleet store's semantics, in memory: what gateway/fleet_sync.cpp's Redis script does with a
+// replica's FleetReport, for the simulator and the tests (and the test that holds the script to it).
+//   - A report is folded in once per (replica, seq): a report resent because its answer was lost
+//     changes nothing the second time (no double charge), and is answered all the same.
+//   - A user's counter starts, when the store has none (first report, or the store restarted empty),
+//     from the reporting replica's base, then takes the report's op: max(counter + add, floor).
+//   - A group's virtual time is the largest any replica reported.
+//   - Unknown users with work are counted per replica; a replica's count lapses after load_ttl_s
+//     without a report (a replica that died stops counting).
+// Single-threaded; no I/O.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "qos/fleet_counters.h"
+
+namespace tiergate::qos {
+
+class FleetLedger {
+ public:
+  explicit FleetLedger(double load_ttl_s = 5) : load_ttl_s_(load_ttl_s) {}
+
+  FleetUpdate apply(const std::string& replica, std::uint64_t seq, const FleetReport& report, double now_s);
+  void clear();  // the store restarted empty
+
+  std::optional<double> counter(const std::string& group, bool scavenger, const std::string& user) const;
+  FleetServed served(const std::string& group, const std::string& user) const;
+  FleetServed group_served(const std::string& group) const;
+  std::uint64_t reports_folded() const { return folded_; }
+
+ private:
+  double load_ttl_s_;
+  std::map<std::string, std::uint64_t> last_seq_;                          // per replica
+  std::map<std::tuple<std::string, bool, std::string>, double> counters_;  // (group, class, user)
+  std::map<std::pair<std::string, std::string>, FleetServed> served_;      // (group, user)
+  std::map<std::string, FleetServed> group_served_;
+  std::map<std::pair<std::string, bool>, double> clocks_;
+  std::map<std::string, std::map<std::string, std::pair<std::size_t, double>>> loads_;  // group → replica → (n, t)
+  std::uint64_t folded_ = 0;
+};
+
+}  // namespace tiergate::qos
