@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <utility>
 
 #include "qos/admission_queue_state.h"
@@ -135,13 +136,20 @@ EnqueueResult AdmissionQueue::enqueue(QueuedRequest request, Clock::time_point n
   return {EnqueueStatus::kQueued, group_name, 0};
 }
 
-double AdmissionQueue::lift_floor(std::size_t group, bool scav) const {
-  // The smallest counter among the group's waiting users of the same class, or the class's
-  // virtual time when none waits.
+double AdmissionQueue::waiting_floor(std::size_t group, bool scav, bool fleet_known_only) const {
   for (const ReadyKey& key : groups_[group].ready) {
-    if (std::get<0>(key) == scav) return std::get<3>(key)->counter;
+    if (std::get<0>(key) == scav && (!fleet_known_only || std::get<3>(key)->fleet_known)) {
+      return std::get<3>(key)->counter;
+    }
   }
-  return groups_[group].virtual_time[scav];
+  return std::numeric_limits<double>::infinity();
+}
+
+double AdmissionQueue::lift_floor(std::size_t group, bool scav) const {
+  // The smallest counter among the group's waiting users of the same class (with fleet sync: here
+  // or on another replica), or the class's virtual time when none waits.
+  const double waiting = std::min(waiting_floor(group, scav, false), groups_[group].fleet_floor[scav]);
+  return std::isfinite(waiting) ? waiting : groups_[group].virtual_time[scav];
 }
 
 double AdmissionQueue::safe_floor(std::size_t group, bool scav) const {

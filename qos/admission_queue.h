@@ -175,6 +175,9 @@ class AdmissionQueue {
     UserUsage retired;               // what the users whose accounts were dropped were served
     std::uint64_t retired_users = 0;
     std::size_t fleet_active_unknown = 0;  // unknown users with work on the other replicas
+    // Per class: the smallest counter of the other replicas' waiting users (+inf: none, or no
+    // fleet sync); a user waiting there is not idle, so a lift here never goes above it.
+    double fleet_floor[2] = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
   };
 
   std::size_t group_count() const;
@@ -192,6 +195,9 @@ class AdmissionQueue {
   Admission admit_head(Account& account, Clock::time_point now);
   void plan_fcfs(std::span<const RunningWork> running, const StepCapacity& capacity, Clock::time_point now,
                  StepPlan& plan);
+  // The smallest counter among the waiting users of `group` and class `scav` (+inf when none);
+  // `fleet_known_only`: among those whose fleet counter has come in (what other replicas are told).
+  double waiting_floor(std::size_t group, bool scav, bool fleet_known_only) const;
   // The counter an account of `group` and class `scav` returning from idle is lifted to.
   double lift_floor(std::size_t group, bool scav) const;
   // A value no future lift floor of the group and class will be below (floors only rise).

@@ -68,12 +68,22 @@ struct FleetUserReport {
   bool active = false;     // waiting or running on this replica
 };
 
-// A group's virtual time per class (the counter of the last request it admitted): the lift floor
-// when nobody of the class waits. The fleet keeps the largest any replica reported.
+// A group's lift floor per class, as one replica sees it: the smallest counter among its waiting
+// users (+inf when none waits) and its virtual time (the counter of the last request it admitted),
+// the floor when nobody of the class waits anywhere. The fleet answers with the smallest waiting
+// counter on the other replicas and the largest virtual time any replica reported: a user that
+// comes back after being idle fleet-wide is lifted to the fleet's floor, while one still waiting on
+// another replica is not lifted at all (it was not idle).
 struct FleetClock {
   std::string group;
   bool scavenger = false;
   double virtual_time = 0;
+  double waiting_floor = std::numeric_limits<double>::infinity();
+};
+
+struct FleetClockUpdate {
+  double virtual_time = 0;                                      // the fleet's largest
+  double others_waiting_floor = std::numeric_limits<double>::infinity();  // the other replicas' smallest
 };
 
 // Unknown users with work on this replica, per group: the default share is split among the fleet's.
@@ -91,7 +101,7 @@ struct FleetReport {
 // The store's answer to one report, entry for entry.
 struct FleetUpdate {
   std::vector<double> counters;                   // per report.users: the fleet counter after the report
-  std::vector<double> clocks;                     // per report.clocks: the fleet's virtual time
+  std::vector<FleetClockUpdate> clocks;           // per report.clocks
   std::vector<std::size_t> others_active_unknown;  // per report.loads: the other replicas' unknown users
 };
 

@@ -29,7 +29,19 @@ FleetUpdate FleetLedger::apply(const std::string& replica, std::uint64_t seq, co
   for (const FleetClock& c : report.clocks) {
     auto [it, inserted] = clocks_.try_emplace({c.group, c.scavenger}, c.virtual_time);
     if (!inserted) it->second = std::max(it->second, c.virtual_time);
-    update.clocks.push_back(it->second);
+    FleetClockUpdate clock;
+    clock.virtual_time = it->second;
+    auto& per_replica = floors_[{c.group, c.scavenger}];
+    per_replica[replica] = {c.waiting_floor, now_s};
+    for (auto f = per_replica.begin(); f != per_replica.end();) {
+      if (now_s - f->second.second > load_ttl_s_) {
+        f = per_replica.erase(f);
+        continue;
+      }
+      if (f->first != replica) clock.others_waiting_floor = std::min(clock.others_waiting_floor, f->second.first);
+      ++f;
+    }
+    update.clocks.push_back(clock);
   }
   for (const FleetLoad& l : report.loads) {
     auto& per_replica = loads_[l.group];
@@ -54,6 +66,7 @@ void FleetLedger::clear() {
   served_.clear();
   group_served_.clear();
   clocks_.clear();
+  floors_.clear();
   loads_.clear();
 }
 

@@ -4,7 +4,8 @@
 //     changes nothing the second time (no double charge), and is answered all the same.
 //   - A user's counter starts, when the store has none (first report, or the store restarted empty),
 //     from the reporting replica's base, then takes the report's op: max(counter + add, floor).
-//   - A group's virtual time is the largest any replica reported.
+//   - A group's virtual time is the largest any replica reported; its waiting floor, as answered to
+//     one replica, the smallest the other replicas reported (a replica's lapses like its load).
 //   - Unknown users with work are counted per replica; a replica's count lapses after load_ttl_s
 //     without a report (a replica that died stops counting).
 // Single-threaded; no I/O.
@@ -39,6 +40,7 @@ class FleetLedger {
   std::map<std::pair<std::string, std::string>, FleetServed> served_;      // (group, user)
   std::map<std::string, FleetServed> group_served_;
   std::map<std::pair<std::string, bool>, double> clocks_;
+  std::map<std::pair<std::string, bool>, std::map<std::string, std::pair<double, double>>> floors_;  // → replica → (floor, t)
   std::map<std::string, std::map<std::string, std::pair<std::size_t, double>>> loads_;  // group → replica → (n, t)
   std::uint64_t folded_ = 0;
 };

@@ -50,6 +50,7 @@ void AdmissionQueue::fleet_charged(Account& account, double counter_delta, doubl
 void AdmissionQueue::fleet_lifted(Account& account, double floor) {
   if (!fleet_) return;
   account.fleet_pending.then_lift(floor);
+  account.fleet_known = false;
   fleet_tracked_.insert(&account);
 }
 
@@ -101,7 +102,9 @@ FleetReport AdmissionQueue::take_fleet_report() {
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const std::string group = group_name(g).empty() ? kFcfsGroup : group_name(g);
-    for (bool scav : {false, true}) report.clocks.push_back({group, scav, groups_[g].virtual_time[scav]});
+    for (bool scav : {false, true}) {
+      report.clocks.push_back({group, scav, groups_[g].virtual_time[scav], waiting_floor(g, scav, true)});
+    }
     report.loads.push_back({group, groups_[g].active_unknown});
   }
   return report;
@@ -128,13 +131,17 @@ void AdmissionQueue::apply_fleet_update(const FleetReport& report, const FleetUp
     // Moved by a reload since the report: its new key has a record of its own.
     if (g == group_index.end() || g->second != account.group || scavenger(account) != sent.scavenger) continue;
     account.fleet_base = value;
+    account.fleet_known = true;
     set_counter(account, account.fleet_pending.apply(value));  // may drop an idle account
   }
   for (std::size_t i = 0; i < report.clocks.size(); ++i) {
     auto g = group_index.find(report.clocks[i].group);
-    if (g == group_index.end() || !std::isfinite(update.clocks[i])) continue;
-    double& time = groups_[g->second].virtual_time[report.clocks[i].scavenger];
-    time = std::max(time, update.clocks[i]);
+    if (g == group_index.end()) continue;
+    const bool scav = report.clocks[i].scavenger;
+    const FleetClockUpdate& clock = update.clocks[i];
+    GroupState& group = groups_[g->second];
+    if (std::isfinite(clock.virtual_time)) group.virtual_time[scav] = std::max(group.virtual_time[scav], clock.virtual_time);
+    group.fleet_floor[scav] = clock.others_waiting_floor;
   }
   for (std::size_t i = 0; i < report.loads.size(); ++i) {
     if (auto g = group_index.find(report.loads[i].group); g != group_index.end()) {

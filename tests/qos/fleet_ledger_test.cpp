@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace tiergate::qos {
 namespace {
 
@@ -55,9 +57,21 @@ TEST(FleetLedgerTest, VirtualTimesOnlyRise) {
   FleetLedger ledger;
   FleetReport report;
   report.clocks.push_back({"Gold", false, 30});
-  EXPECT_EQ(ledger.apply("r0", 1, report, 0).clocks.at(0), 30);
+  EXPECT_EQ(ledger.apply("r0", 1, report, 0).clocks.at(0).virtual_time, 30);
   report.clocks[0].virtual_time = 10;
-  EXPECT_EQ(ledger.apply("r1", 1, report, 0).clocks.at(0), 30);
+  EXPECT_EQ(ledger.apply("r1", 1, report, 0).clocks.at(0).virtual_time, 30);
+}
+
+TEST(FleetLedgerTest, AReplicaHearsTheSmallestWaitingCounterOfTheOthers) {
+  FleetLedger ledger(5);
+  FleetReport report;
+  report.clocks.push_back({"Gold", false, 0, 40});
+  EXPECT_TRUE(std::isinf(ledger.apply("r0", 1, report, 0).clocks.at(0).others_waiting_floor));
+  report.clocks[0].waiting_floor = 70;
+  EXPECT_EQ(ledger.apply("r1", 1, report, 1).clocks.at(0).others_waiting_floor, 40);
+  report.clocks[0].waiting_floor = 10;
+  EXPECT_EQ(ledger.apply("r0", 2, report, 2).clocks.at(0).others_waiting_floor, 70);
+  EXPECT_TRUE(std::isinf(ledger.apply("r0", 3, report, 9).clocks.at(0).others_waiting_floor));  // r1 lapsed
 }
 
 TEST(FleetLedgerTest, UnknownUsersOfOtherReplicasCountUntilTheirReportsLapse) {
