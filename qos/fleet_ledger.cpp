@@ -27,35 +27,50 @@ FleetUpdate FleetLedger::apply(const std::string& replica, std::uint64_t seq, co
     group_served_[u.group] += u.served;
   }
   for (const FleetClock& c : report.clocks) {
-    auto [it, inserted] = clocks_.try_emplace({c.group, c.scavenger}, c.virtual_time);
+    const auto key = std::make_pair(c.group, c.scavenger);
+    auto [it, inserted] = clocks_.try_emplace(key, c.virtual_time);
     if (!inserted) it->second = std::max(it->second, c.virtual_time);
-    FleetClockUpdate clock;
-    clock.virtual_time = it->second;
-    auto& per_replica = floors_[{c.group, c.scavenger}];
+    auto& per_replica = floors_[key];
     per_replica[replica] = {c.waiting_floor, now_s};
-    for (auto f = per_replica.begin(); f != per_replica.end();) {
-      if (now_s - f->second.second > load_ttl_s_) {
-        f = per_replica.erase(f);
-        continue;
+    FloorAggregate& agg = floor_aggregates_[key];
+    if (now_s - agg.at >= aggregate_every_s_) {
+      agg = FloorAggregate{};
+      agg.at = now_s;
+      for (auto f = per_replica.begin(); f != per_replica.end();) {
+        if (now_s - f->second.second > load_ttl_s_) {
+          f = per_replica.erase(f);
+          continue;
+        }
+        const double v = f->second.first;
+        if (v < agg.min1) {
+          agg.min2 = agg.min1;
+          agg.min1 = v;
+          agg.min1_replica = f->first;
+        } else if (v < agg.min2) {
+          agg.min2 = v;
+        }
+        ++f;
       }
-      if (f->first != replica) clock.others_waiting_floor = std::min(clock.others_waiting_floor, f->second.first);
-      ++f;
     }
-    update.clocks.push_back(clock);
+    update.clocks.push_back({it->second, agg.min1_replica == replica ? agg.min2 : agg.min1});
   }
   for (const FleetLoad& l : report.loads) {
     auto& per_replica = loads_[l.group];
     per_replica[replica] = {l.active_unknown, now_s};
-    std::size_t others = 0;
-    for (auto it = per_replica.begin(); it != per_replica.end();) {
-      if (now_s - it->second.second > load_ttl_s_) {
-        it = per_replica.erase(it);
-        continue;
+    LoadAggregate& agg = load_aggregates_[l.group];
+    if (now_s - agg.at >= aggregate_every_s_) {
+      agg = LoadAggregate{};
+      agg.at = now_s;
+      for (auto it = per_replica.begin(); it != per_replica.end();) {
+        if (now_s - it->second.second > load_ttl_s_) {
+          it = per_replica.erase(it);
+          continue;
+        }
+        agg.sum += it->second.first;
+        ++it;
       }
-      if (it->first != replica) others += it->second.first;
-      ++it;
     }
-    update.others_active_unknown.push_back(others);
+    update.others_active_unknown.push_back(agg.sum > l.active_unknown ? agg.sum - l.active_unknown : 0);
   }
   return update;
 }
@@ -67,7 +82,9 @@ void FleetLedger::clear() {
   group_served_.clear();
   clocks_.clear();
   floors_.clear();
+  floor_aggregates_.clear();
   loads_.clear();
+  load_aggregates_.clear();
 }
 
 std::optional<double> FleetLedger::counter(const std::string& group, bool scavenger, const std::string& user) const {

@@ -8,10 +8,16 @@
 //     one replica, the smallest the other replicas reported (a replica's lapses like its load).
 //   - Unknown users with work are counted per replica; a replica's count lapses after load_ttl_s
 //     without a report (a replica that died stops counting).
+//   - These fleet-wide minimum and sum are recomputed from the replicas' entries at most every
+//     `aggregate_every_s` (0: on every report), so that a store serving N replicas does O(N) work
+//     per period for them, not per report; between recomputations a replica is answered from the
+//     last result (its own entry as it was then: one less than the others' minimum or minus its
+//     current count, as the case may be).
 // Single-threaded; no I/O.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,7 +29,8 @@ namespace tiergate::qos {
 
 class FleetLedger {
  public:
-  explicit FleetLedger(double load_ttl_s = 5) : load_ttl_s_(load_ttl_s) {}
+  explicit FleetLedger(double load_ttl_s = 5, double aggregate_every_s = 0)
+      : load_ttl_s_(load_ttl_s), aggregate_every_s_(aggregate_every_s) {}
 
   FleetUpdate apply(const std::string& replica, std::uint64_t seq, const FleetReport& report, double now_s);
   void clear();  // the store restarted empty
@@ -34,7 +41,19 @@ class FleetLedger {
   std::uint64_t reports_folded() const { return folded_; }
 
  private:
+  struct FloorAggregate {  // the two smallest waiting floors, and whose the smallest is
+    double min1 = std::numeric_limits<double>::infinity(), min2 = std::numeric_limits<double>::infinity();
+    std::string min1_replica;
+    double at = -std::numeric_limits<double>::infinity();
+  };
+  struct LoadAggregate {
+    std::size_t sum = 0;
+    double at = -std::numeric_limits<double>::infinity();
+  };
   double load_ttl_s_;
+  double aggregate_every_s_;
+  std::map<std::pair<std::string, bool>, FloorAggregate> floor_aggregates_;
+  std::map<std::string, LoadAggregate> load_aggregates_;
   std::map<std::string, std::uint64_t> last_seq_;                          // per replica
   std::map<std::tuple<std::string, bool, std::string>, double> counters_;  // (group, class, user)
   std::map<std::pair<std::string, std::string>, FleetServed> served_;      // (group, user)

@@ -85,6 +85,22 @@ TEST(FleetLedgerTest, UnknownUsersOfOtherReplicasCountUntilTheirReportsLapse) {
   EXPECT_EQ(ledger.apply("r0", 3, report, 7).others_active_unknown.at(0), 0u);  // r1 silent for 6 s
 }
 
+TEST(FleetLedgerTest, FleetWideMinimaAndSumsAreRecomputedOncePerPeriod) {
+  FleetLedger ledger(5, 1.0);
+  FleetReport report;
+  report.clocks.push_back({"Gold", false, 0, 40});
+  report.loads.push_back({"Silver", 3});
+  ledger.apply("r0", 1, report, 0);  // computed at t = 0 from r0 alone
+  report.clocks[0].waiting_floor = 10;
+  report.loads[0].active_unknown = 2;
+  FleetUpdate cached = ledger.apply("r1", 1, report, 0.5);
+  EXPECT_EQ(cached.clocks.at(0).others_waiting_floor, 40);
+  EXPECT_EQ(cached.others_active_unknown.at(0), 1u);  // 3 then, less its own 2 now
+  FleetUpdate fresh = ledger.apply("r0", 2, report, 1.0);  // a period later: recomputed
+  EXPECT_EQ(fresh.clocks.at(0).others_waiting_floor, 10);
+  EXPECT_EQ(fresh.others_active_unknown.at(0), 2u);
+}
+
 TEST(FleetLedgerTest, ClearedItForgetsEverything) {
   FleetLedger ledger;
   FleetReport report;
