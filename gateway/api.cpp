@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "engine/chat_template.h"
+#include "gateway/fleet_sync.h"
 #include "qos/config_parser.h"
 #include "qos/config_writer.h"
 #include "qos/usage_report.h"
@@ -52,7 +53,7 @@ Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOpt
     : service_(service),
       keys_(std::move(keys)),
       options_(std::move(options)),
-      sessions_(options_.sessions),
+      sessions_(options_.sessions, options_.shared_sessions),
       qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
         service_.reload(std::move(config));
         std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
@@ -114,7 +115,15 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
     r.headers.emplace_back("Allow", found->method);
     return answer(r);
   }
-  if (route == "/health") return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+  if (route == "/health") {
+    // Degraded (Redis away: fair share on local counters) still serves: 200, so that a load
+    // balancer keeps the replica.
+    if (!options_.fleet) return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+    return answer(HttpResponse{200, "application/json",
+                               std::string("{\"status\": ") + (options_.fleet->degraded() ? "\"degraded\"" : "\"ok\"") +
+                                   ", \"fleet\": " + options_.fleet->health_json() + "}",
+                               {}});
+  }
   if (route == "/metrics") return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(), {}});
 
   // Everything else needs a key.
@@ -142,7 +151,8 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
     const auto config = service_.queue().config();
     return answer(HttpResponse{200, "application/json",
                                "{\"config\": " + qos::to_json(*config) + ", \"usage\": " +
-                                   qos::to_json(service_.queue().usage()) + "}",
+                                   qos::to_json(service_.queue().usage()) +
+                                   (options_.fleet ? ", \"fleet\": " + options_.fleet->usage_json() : "") + "}",
                                {}});
   }
   const bool qos_route = route.size() > 4 && route.compare(route.size() - 4, 4, "_qos") == 0;
@@ -270,15 +280,18 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       }
       if (finish.empty()) return;
       count(route_copy, 200);
-      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
-      if (rq.stream) {
-        gen->sink->end_stream();
-      } else {
-        gen->sink->respond(HttpResponse{200, "application/json",
-                                        interactive_body(c.text, o.completion_tokens, gen->prompt_tokens,
-                                                         gen->history_tokens, finish),
-                                        {}});
-      }
+      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text,
+                      [gen, i, tokens = o.completion_tokens, finish] {
+                        if (gen->request.stream) {
+                          gen->sink->end_stream();
+                        } else {
+                          gen->sink->respond(HttpResponse{200, "application/json",
+                                                          interactive_body(gen->choices[i].text, tokens,
+                                                                           gen->prompt_tokens, gen->history_tokens,
+                                                                           finish),
+                                                          {}});
+                        }
+                      });
       return;
     }
     if (rq.stream) {
@@ -345,16 +358,16 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
 }
 
 void Api::end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
-                          const std::string& reply) {
-  if (request.session_id < 0) return;
+                          const std::string& reply, std::function<void()> answer) {
+  if (request.session_id < 0) return answer();
   const auto key = std::make_pair(user, request.session_id);
   if (!request.interactive_mode) {  // the session ends with this request
-    sessions_.erase(key);
+    sessions_.erase(key, std::move(answer));
     return;
   }
   ChatSessions::Conversation conversation{request.messages, tokens};
   conversation.messages.push_back({"assistant", reply});
-  sessions_.store(key, std::move(conversation));
+  sessions_.store(key, std::move(conversation), ChatSessions::Clock::now(), std::move(answer));
 }
 
 std::string Api::reload_qos() {
@@ -412,6 +425,7 @@ std::string Api::metrics() const {
   out += service_.queue_wait_metrics();
   out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
   out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
+  if (options_.fleet) out += options_.fleet->metrics();
   return out;
 }
 
