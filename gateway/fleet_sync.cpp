@@ -196,21 +196,19 @@ std::string FleetSync::metrics() const {
   const std::uint64_t dropped = queue_.fleet_reports_dropped();
   std::lock_guard lock(mutex_);
   std::string out;
-  out += "# HELP tiergate_fleet_syncs_total Fleet syncs with Redis that were answered.\n"
-         "# TYPE tiergate_fleet_syncs_total counter\ntiergate_fleet_syncs_total " + std::to_string(syncs_ok_) + "\n";
-  out += "# HELP tiergate_fleet_sync_failures_total Fleet syncs that failed (Redis down, slow or refusing).\n"
-         "# TYPE tiergate_fleet_sync_failures_total counter\ntiergate_fleet_sync_failures_total " +
-         std::to_string(syncs_failed_) + "\n";
-  out += "# HELP tiergate_fleet_degraded 1 while this replica orders by local counters only.\n"
-         "# TYPE tiergate_fleet_degraded gauge\ntiergate_fleet_degraded " + std::string(is_degraded ? "1" : "0") + "\n";
-  out += "# HELP tiergate_fleet_replicas Replicas that synced with Redis lately.\n"
-         "# TYPE tiergate_fleet_replicas gauge\ntiergate_fleet_replicas " + std::to_string(replicas_) + "\n";
-  out += "# HELP tiergate_fleet_config_versions Distinct QoS configs among those replicas (> 1: skew).\n"
-         "# TYPE tiergate_fleet_config_versions gauge\ntiergate_fleet_config_versions " +
-         std::to_string(config_versions_) + "\n";
-  out += "# HELP tiergate_fleet_reports_dropped_total Records of dropped users lost while Redis stayed away.\n"
-         "# TYPE tiergate_fleet_reports_dropped_total counter\ntiergate_fleet_reports_dropped_total " +
-         std::to_string(dropped) + "\n";
+  auto metric = [&out](const char* name, const char* type, const char* help, const std::string& value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + value + "\n";
+  };
+  metric("tiergate_fleet_syncs_total", "counter", "Fleet syncs with Redis that were answered.", std::to_string(syncs_ok_));
+  metric("tiergate_fleet_sync_failures_total", "counter", "Fleet syncs that failed (Redis down, slow or refusing).",
+         std::to_string(syncs_failed_));
+  metric("tiergate_fleet_degraded", "gauge", "1 while this replica orders by local counters only.",
+         is_degraded ? "1" : "0");
+  metric("tiergate_fleet_replicas", "gauge", "Replicas that synced with Redis lately.", std::to_string(replicas_));
+  metric("tiergate_fleet_config_versions", "gauge", "Distinct QoS configs among those replicas (> 1: skew).",
+         std::to_string(config_versions_));
+  metric("tiergate_fleet_reports_dropped_total", "counter", "Records of dropped users lost while Redis stayed away.",
+         std::to_string(dropped));
   out += "# HELP tiergate_fleet_sync_seconds Round trip of an answered fleet sync.\n"
          "# TYPE tiergate_fleet_sync_seconds histogram\n" +
          round_trip_.render("tiergate_fleet_sync_seconds", "");

@@ -3,6 +3,23 @@
 #include <algorithm>
 
 namespace tiergate::qos {
+namespace {
+
+// Drops the entries of replicas silent for longer than `lapse_s`, calls visit(replica, value) for the others.
+template <class Value, class Visit>
+void for_each_live(std::map<std::string, std::pair<Value, double>>& per_replica, double now_s, double lapse_s,
+                   Visit visit) {
+  for (auto it = per_replica.begin(); it != per_replica.end();) {
+    if (now_s - it->second.second > lapse_s) {
+      it = per_replica.erase(it);
+      continue;
+    }
+    visit(it->first, it->second.first);
+    ++it;
+  }
+}
+
+}  // namespace
 
 FleetUpdate FleetLedger::apply(const std::string& replica, std::uint64_t seq, const FleetReport& report,
                                double now_s) {
@@ -36,21 +53,15 @@ FleetUpdate FleetLedger::apply(const std::string& replica, std::uint64_t seq, co
     if (now_s - agg.at >= aggregate_every_s_) {
       agg = FloorAggregate{};
       agg.at = now_s;
-      for (auto f = per_replica.begin(); f != per_replica.end();) {
-        if (now_s - f->second.second > load_ttl_s_) {
-          f = per_replica.erase(f);
-          continue;
-        }
-        const double v = f->second.first;
+      for_each_live(per_replica, now_s, load_ttl_s_, [&](const std::string& id, double v) {
         if (v < agg.min1) {
           agg.min2 = agg.min1;
           agg.min1 = v;
-          agg.min1_replica = f->first;
+          agg.min1_replica = id;
         } else if (v < agg.min2) {
           agg.min2 = v;
         }
-        ++f;
-      }
+      });
     }
     update.clocks.push_back({it->second, agg.min1_replica == replica ? agg.min2 : agg.min1});
   }
@@ -61,14 +72,7 @@ FleetUpdate FleetLedger::apply(const std::string& replica, std::uint64_t seq, co
     if (now_s - agg.at >= aggregate_every_s_) {
       agg = LoadAggregate{};
       agg.at = now_s;
-      for (auto it = per_replica.begin(); it != per_replica.end();) {
-        if (now_s - it->second.second > load_ttl_s_) {
-          it = per_replica.erase(it);
-          continue;
-        }
-        agg.sum += it->second.first;
-        ++it;
-      }
+      for_each_live(per_replica, now_s, load_ttl_s_, [&](const std::string&, std::size_t n) { agg.sum += n; });
     }
     update.others_active_unknown.push_back(agg.sum > l.active_unknown ? agg.sum - l.active_unknown : 0);
   }
