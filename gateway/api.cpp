@@ -4,6 +4,8 @@
 #include <cstdio>
 
 #include "engine/chat_template.h"
+#include "gateway/admin_qos_report.h"
+#include "gateway/dashboard_routes.h"
 #include "gateway/fleet_sync.h"
 #include "qos/config_parser.h"
 #include "qos/config_writer.h"
@@ -21,6 +23,11 @@ HttpResponse error_response(const ApiError& e) {
 
 HttpResponse error(int status, std::string message, std::string type, std::string param = "", std::string code = "") {
   return error_response(ApiError{status, std::move(message), std::move(type), std::move(param), std::move(code)});
+}
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 long now_seconds() {
@@ -56,8 +63,13 @@ Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOpt
       sessions_(options_.sessions, options_.shared_sessions),
       qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
         service_.reload(std::move(config));
+        qos_loaded_at_unix_ms_ = now_unix_ms();
         std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
-      }) {}
+      }),
+      qos_loaded_at_unix_ms_(now_unix_ms()),  // the server read it just before
+      dashboard_(std::make_unique<DashboardRoutes>(keys_)) {}
+
+Api::~Api() = default;
 
 void Api::reload_qos_if_changed() {
   if (auto problems = qos_reloader_.reload_if_changed(); problems && !problems->empty()) {
@@ -104,6 +116,9 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
       {"/v1/chat/interactive_qos", "POST"},
       {"/admin/qos", "GET"},
       {"/admin/qos/reload", "POST"},
+      {"/dashboard", "GET"},
+      {"/dashboard/login", "POST"},
+      {"/dashboard/logout", "POST"},
   };
   const Route* found = nullptr;
   for (const Route& r : kRoutes) {
@@ -125,6 +140,19 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
                                {}});
   }
   if (route == "/metrics") return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(), {}});
+
+  // The dashboard signs browsers in with an admin key; its session cookie may read /admin/qos.
+  if (route.rfind("/dashboard", 0) == 0) return answer(dashboard_->handle(request, route));
+  const auto qos_report = [&] {
+    return HttpResponse{200, "application/json",
+                        admin_qos_report(service_, {options_.qos_config_path, qos_loaded_at_unix_ms_.load(),
+                                                    qos_reloader_.last_error()},
+                                         options_.fleet ? options_.fleet->usage_json() : std::string()),
+                        {}};
+  };
+  if (route == "/admin/qos" && request.authorization.empty() && dashboard_->signed_in(request)) {
+    return answer(qos_report());
+  }
 
   // Everything else needs a key.
   const std::string& auth = request.authorization;
@@ -148,12 +176,7 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
       if (!problems.empty()) return answer(error(400, problems, "invalid_request_error", "qos_config"));
       return answer(HttpResponse{200, "application/json", "{\"reloaded\": true}", {}});
     }
-    const auto config = service_.queue().config();
-    return answer(HttpResponse{200, "application/json",
-                               "{\"config\": " + qos::to_json(*config) + ", \"usage\": " +
-                                   qos::to_json(service_.queue().usage()) +
-                                   (options_.fleet ? ", \"fleet\": " + options_.fleet->usage_json() : "") + "}",
-                               {}});
+    return answer(qos_report());
   }
   const bool qos_route = route.size() > 4 && route.compare(route.size() - 4, 4, "_qos") == 0;
   const Endpoint endpoint = route == "/v1/chat/interactive_qos" ? Endpoint::kInteractive
@@ -423,6 +446,7 @@ std::string Api::metrics() const {
          "# TYPE tiergate_inter_token_seconds histogram\n" +
          inter_token_.render("tiergate_inter_token_seconds", "");
   out += service_.queue_wait_metrics();
+  out += service_.step_metrics();
   out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
   out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
   if (options_.fleet) out += options_.fleet->metrics();

@@ -28,6 +28,7 @@ struct HttpRequest {
   std::string target;
   std::string authorization;  // the Authorization header, as sent
   std::string body;
+  std::string cookie;         // the Cookie header, as sent (dashboard sessions)
 };
 
 struct HttpResponse {
@@ -61,9 +62,12 @@ struct ApiOptions {
   std::shared_ptr<SessionBackend> shared_sessions;
 };
 
+class DashboardRoutes;
+
 class Api {
  public:
   Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options);
+  ~Api();
 
   // Handles one request. Returns the engine request id when a generation started (the session
   // cancels it if the client goes away), 0 otherwise.
@@ -96,6 +100,8 @@ class Api {
   ApiOptions options_;
   ChatSessions sessions_;  // interactive_qos conversations, bounded by options_.sessions
   qos::ConfigReloader qos_reloader_;
+  std::atomic<std::int64_t> qos_loaded_at_unix_ms_{0};  // when the config in force was read
+  std::unique_ptr<DashboardRoutes> dashboard_;
   Histogram ttft_;               // request received → first output
   Histogram inter_token_;        // between successive outputs of one choice, per token
   mutable std::mutex metrics_mutex_;

@@ -20,6 +20,7 @@
 #include "gateway/histogram.h"
 #include "engine/model.h"
 #include "qos/admission_queue.h"
+#include "qos/service_levels.h"
 
 namespace tiergate::gateway {
 
@@ -70,6 +71,10 @@ class EngineService {
   qos::AdmissionQueue& queue() { return queue_; }
   // Seconds each admitted request waited in the QoS queue, by group name.
   std::string queue_wait_metrics() const;
+  // Seconds each engine step took (the floor under any time to first token: a step in flight).
+  std::string step_metrics() const;
+  // Per-group TTFT, preemptions, 429s and 503s (qos::ServiceLevels::fill adds them to a report).
+  const qos::ServiceLevels& service_levels() const { return levels_; }
   engine::EngineStats stats() const;
   const engine::Model& model() const { return model_; }
   std::size_t max_request_tokens() const { return engine_->max_request_tokens(); }
@@ -112,6 +117,9 @@ class EngineService {
   engine::EngineStats stats_;
   mutable std::mutex wait_mutex_;
   std::map<std::string, std::unique_ptr<Histogram>> queue_wait_;  // by group
+  qos::ServiceLevels levels_;
+  Histogram step_seconds_{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06,
+                           0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0}};
   std::thread thread_;
 };
 

@@ -107,6 +107,24 @@ TEST_F(StepPlannerTest, ALongPromptBuysNoShare) {
   EXPECT_LE(std::abs(wa / 0.7 - wb / 0.3), 32 / 0.3 + 1e-9) << wa << " " << wb;
 }
 
+TEST_F(StepPlannerTest, ALongPromptDoesNotFillTheTokensAUserShortOfSequencesCannotUse) {
+  // a (70) has 7 decodes running and more waiting; b (30) prefills a 1000-token prompt. 8
+  // sequences a step: a cannot use the step's tokens, and b taking them all (work conservation)
+  // would leave it ~90 times its share of this step, repaid by starving it for the next ~70 steps.
+  for (int i = 0; i < 7; ++i) run("a", 1);
+  const RequestId long_prompt = run("b", 0, 1000, true);
+  for (int i = 0; i < 5; ++i) wait("a", 10);
+  const StepPlan p = plan(8, 512);
+  double wa = 0, wb = 0;
+  for (const StepGrant& g : p.run) {
+    if (g.id == long_prompt) wb += static_cast<double>(g.prefill_tokens);
+    if (g.decode) wa += 2;
+  }
+  for (const StepAdmission& a : p.admit) wa += static_cast<double>(a.prefill_tokens);
+  EXPECT_GT(wb, 0);
+  EXPECT_LE(std::abs(wa / 0.7 - wb / 0.3), 32 / 0.3 + 1e-9) << wa << " " << wb;
+}
+
 TEST_F(StepPlannerTest, ScavengersTakeOnlyWhatOthersLeave) {
   const RequestId scavenger = run("z", 1);
   for (int i = 0; i < 3; ++i) run("a", 1);
