@@ -7,7 +7,7 @@
 
 namespace tiergate::gateway {
 
-std::string admin_qos_report(EngineService& service, const ConfigSource& source) {
+std::string admin_qos_report(EngineService& service, const ConfigSource& source, const std::string& fleet_json) {
   const auto config = service.queue().config();
   qos::UsageReport usage = service.queue().usage();
   service.service_levels().fill(usage, qos::Clock::now());
@@ -16,7 +16,8 @@ std::string admin_qos_report(EngineService& service, const ConfigSource& source)
   return "{\"config\": " + qos::to_json(*config) + ", \"config_source\": {\"path\": " + qos::json_string(source.path) +
          ", \"loaded_at_unix_ms\": " + std::to_string(source.loaded_at_unix_ms) +
          ", \"last_reload_error\": " + qos::json_string(source.last_reload_error) +
-         "}, \"server_time_unix_ms\": " + std::to_string(now_ms) + ", \"usage\": " + qos::to_json(usage) + "}";
+         "}, \"server_time_unix_ms\": " + std::to_string(now_ms) + ", \"usage\": " + qos::to_json(usage) +
+         (fleet_json.empty() ? "" : ", \"fleet\": " + fleet_json) + "}";
 }
 
 }  // namespace tiergate::gateway

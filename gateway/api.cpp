@@ -6,6 +6,7 @@
 #include "engine/chat_template.h"
 #include "gateway/admin_qos_report.h"
 #include "gateway/dashboard_routes.h"
+#include "gateway/fleet_sync.h"
 #include "qos/config_parser.h"
 #include "qos/config_writer.h"
 #include "qos/usage_report.h"
@@ -59,7 +60,7 @@ Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOpt
     : service_(service),
       keys_(std::move(keys)),
       options_(std::move(options)),
-      sessions_(options_.sessions),
+      sessions_(options_.sessions, options_.shared_sessions),
       qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
         service_.reload(std::move(config));
         qos_loaded_at_unix_ms_ = now_unix_ms();
@@ -129,7 +130,15 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
     r.headers.emplace_back("Allow", found->method);
     return answer(r);
   }
-  if (route == "/health") return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+  if (route == "/health") {
+    // Degraded (Redis away: fair share on local counters) still serves: 200, so that a load
+    // balancer keeps the replica.
+    if (!options_.fleet) return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+    return answer(HttpResponse{200, "application/json",
+                               std::string("{\"status\": ") + (options_.fleet->degraded() ? "\"degraded\"" : "\"ok\"") +
+                                   ", \"fleet\": " + options_.fleet->health_json() + "}",
+                               {}});
+  }
   if (route == "/metrics") return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(), {}});
 
   // The dashboard signs browsers in with an admin key; its session cookie may read /admin/qos.
@@ -137,7 +146,8 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
   const auto qos_report = [&] {
     return HttpResponse{200, "application/json",
                         admin_qos_report(service_, {options_.qos_config_path, qos_loaded_at_unix_ms_.load(),
-                                                    qos_reloader_.last_error()}),
+                                                    qos_reloader_.last_error()},
+                                         options_.fleet ? options_.fleet->usage_json() : std::string()),
                         {}};
   };
   if (route == "/admin/qos" && request.authorization.empty() && dashboard_->signed_in(request)) {
@@ -293,15 +303,18 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       }
       if (finish.empty()) return;
       count(route_copy, 200);
-      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
-      if (rq.stream) {
-        gen->sink->end_stream();
-      } else {
-        gen->sink->respond(HttpResponse{200, "application/json",
-                                        interactive_body(c.text, o.completion_tokens, gen->prompt_tokens,
-                                                         gen->history_tokens, finish),
-                                        {}});
-      }
+      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text,
+                      [gen, i, tokens = o.completion_tokens, finish] {
+                        if (gen->request.stream) {
+                          gen->sink->end_stream();
+                        } else {
+                          gen->sink->respond(HttpResponse{200, "application/json",
+                                                          interactive_body(gen->choices[i].text, tokens,
+                                                                           gen->prompt_tokens, gen->history_tokens,
+                                                                           finish),
+                                                          {}});
+                        }
+                      });
       return;
     }
     if (rq.stream) {
@@ -368,16 +381,16 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
 }
 
 void Api::end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
-                          const std::string& reply) {
-  if (request.session_id < 0) return;
+                          const std::string& reply, std::function<void()> answer) {
+  if (request.session_id < 0) return answer();
   const auto key = std::make_pair(user, request.session_id);
   if (!request.interactive_mode) {  // the session ends with this request
-    sessions_.erase(key);
+    sessions_.erase(key, std::move(answer));
     return;
   }
   ChatSessions::Conversation conversation{request.messages, tokens};
   conversation.messages.push_back({"assistant", reply});
-  sessions_.store(key, std::move(conversation));
+  sessions_.store(key, std::move(conversation), ChatSessions::Clock::now(), std::move(answer));
 }
 
 std::string Api::reload_qos() {
@@ -436,6 +449,7 @@ std::string Api::metrics() const {
   out += service_.step_metrics();
   out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
   out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
+  if (options_.fleet) out += options_.fleet->metrics();
   return out;
 }
 

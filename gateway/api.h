@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -49,10 +50,16 @@ class ResponseSink {
   virtual void end_stream() = 0;
 };
 
+class FleetSync;
+
 struct ApiOptions {
   std::string model_name;
   std::string qos_config_path;
   ChatSessions::Limits sessions;
+  // In a fleet (serve --redis-url): the fleet sync (its state in /health, /metrics, /admin/qos) and
+  // the store that shares interactive sessions between replicas. Both absent for a lone replica.
+  const FleetSync* fleet = nullptr;
+  std::shared_ptr<SessionBackend> shared_sessions;
 };
 
 class DashboardRoutes;
@@ -84,8 +91,9 @@ class Api {
                              std::shared_ptr<ResponseSink> sink, const std::string& route);
   void count(const std::string& route, int status);
   // Interactive sessions: record the finished turn (interactive_mode) or end the session.
+  // `answer` runs once the session is stored where the next turn will look (then the client may send it).
   void end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
-                       const std::string& reply);
+                       const std::string& reply, std::function<void()> answer);
 
   EngineService& service_;
   std::shared_ptr<const ApiKeyStore> keys_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <thread>
 
 namespace tiergate::gateway {
 
@@ -65,9 +66,10 @@ class EngineService::QosPolicy : public engine::SchedulingPolicy {
 };
 
 EngineService::EngineService(const engine::Model& model, engine::EngineConfig config,
-                             std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens)
+                             std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens,
+                             double stand_in_tokens_per_s)
     : model_(model), queue_(std::move(qos)), policy_(std::make_unique<QosPolicy>(queue_, *this)),
-      stand_in_tokens_(stand_in_tokens) {
+      stand_in_tokens_(stand_in_tokens), stand_in_tokens_per_s_(stand_in_tokens_per_s) {
   if (stand_in_tokens_ > 0) {  // no KV memory, no device needed
     config.num_blocks = 1;
     config.device = engine::Device::kCpu;
@@ -281,7 +283,16 @@ void EngineService::deliver(engine::RequestOutput&& output) {
 
 bool EngineService::stand_in_step() {
   bool worked = false;
-  while (auto admitted = queue_.next(qos::Clock::now())) {
+  while (true) {
+    if (stand_in_tokens_per_s_ > 0) {  // paced: busy until the last request's tokens took their time
+      const auto now = std::chrono::steady_clock::now();
+      if (now < stand_in_free_at_) {
+        std::this_thread::sleep_until(std::min(stand_in_free_at_, now + std::chrono::milliseconds(10)));
+        return true;
+      }
+    }
+    auto admitted = queue_.next(qos::Clock::now());
+    if (!admitted) break;
     worked = true;
     if (admitted->first_start) record_wait(admitted->group, std::chrono::duration<double>(admitted->waited).count());
     std::int32_t choices = 1;
@@ -308,6 +319,11 @@ bool EngineService::stand_in_step() {
       }
       out.completion_tokens = stand_in_tokens_;
       out.finish = engine::FinishReason::kLength;
+      if (stand_in_tokens_per_s_ > 0) {
+        stand_in_free_at_ = std::max(stand_in_free_at_, std::chrono::steady_clock::now()) +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(
+                                static_cast<double>(stand_in_tokens_) / stand_in_tokens_per_s_));
+      }
       queue_.charge(admitted->id, 0, static_cast<std::int64_t>(stand_in_tokens_));
       deliver(std::move(out));
     }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -46,8 +47,10 @@ class EngineService {
  public:
   // stand_in_tokens > 0: no model step runs; every admitted request gets that many copies of one
   // fixed token at no cost (for measuring the gateway alone, QoS queue and hand-offs included).
+  // stand_in_tokens_per_s > 0 paces the stand-in like an engine of that capacity (one request at a
+  // time, each taking its tokens' worth of time), so that requests queue and the QoS order shows.
   EngineService(const engine::Model& model, engine::EngineConfig config, std::shared_ptr<const qos::Config> qos,
-                std::size_t stand_in_tokens = 0);
+                std::size_t stand_in_tokens = 0, double stand_in_tokens_per_s = 0);
   ~EngineService();  // shutdown()
 
   // Stops the engine thread and drops every pending callback (and what they hold: the HTTP
@@ -93,6 +96,8 @@ class EngineService {
   std::unique_ptr<QosPolicy> policy_;
   std::unique_ptr<engine::Engine> engine_;
   std::size_t stand_in_tokens_ = 0;
+  double stand_in_tokens_per_s_ = 0;
+  std::chrono::steady_clock::time_point stand_in_free_at_{};  // engine thread only
   std::mutex stand_in_mutex_;
   std::unordered_map<engine::RequestId, std::int32_t> stand_in_choices_;
   mutable std::mutex callbacks_mutex_;
