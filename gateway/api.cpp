@@ -5,7 +5,10 @@
 #include <limits>
 
 #include "engine/chat_template.h"
+#include "gateway/admin_qos_report.h"
 #include "gateway/choice_output.h"
+#include "gateway/dashboard_routes.h"
+#include "gateway/fleet_sync.h"
 #include "gateway/output_constraints.h"
 #include "qos/config_parser.h"
 #include "qos/config_writer.h"
@@ -23,6 +26,11 @@ HttpResponse error_response(const ApiError& e) {
 
 HttpResponse error(int status, std::string message, std::string type, std::string param = "", std::string code = "") {
   return error_response(ApiError{status, std::move(message), std::move(type), std::move(param), std::move(code)});
+}
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 long now_seconds() {
@@ -57,11 +65,16 @@ Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOpt
     : service_(service),
       keys_(std::move(keys)),
       options_(std::move(options)),
-      sessions_(options_.sessions),
+      sessions_(options_.sessions, options_.shared_sessions),
       qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
         service_.reload(std::move(config));
+        qos_loaded_at_unix_ms_ = now_unix_ms();
         std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
-      }) {}
+      }),
+      qos_loaded_at_unix_ms_(now_unix_ms()),  // the server read it just before
+      dashboard_(std::make_unique<DashboardRoutes>(keys_)) {}
+
+Api::~Api() = default;
 
 void Api::reload_qos_if_changed() {
   if (auto problems = qos_reloader_.reload_if_changed(); problems && !problems->empty()) {
@@ -108,6 +121,9 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
       {"/v1/chat/interactive_qos", "POST"},
       {"/admin/qos", "GET"},
       {"/admin/qos/reload", "POST"},
+      {"/dashboard", "GET"},
+      {"/dashboard/login", "POST"},
+      {"/dashboard/logout", "POST"},
   };
   const Route* found = nullptr;
   for (const Route& r : kRoutes) {
@@ -119,8 +135,29 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
     r.headers.emplace_back("Allow", found->method);
     return answer(r);
   }
-  if (route == "/health") return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+  if (route == "/health") {
+    // Degraded (Redis away: fair share on local counters) still serves: 200, so that a load
+    // balancer keeps the replica.
+    if (!options_.fleet) return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+    return answer(HttpResponse{200, "application/json",
+                               std::string("{\"status\": ") + (options_.fleet->degraded() ? "\"degraded\"" : "\"ok\"") +
+                                   ", \"fleet\": " + options_.fleet->health_json() + "}",
+                               {}});
+  }
   if (route == "/metrics") return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(), {}});
+
+  // The dashboard signs browsers in with an admin key; its session cookie may read /admin/qos.
+  if (route.rfind("/dashboard", 0) == 0) return answer(dashboard_->handle(request, route));
+  const auto qos_report = [&] {
+    return HttpResponse{200, "application/json",
+                        admin_qos_report(service_, {options_.qos_config_path, qos_loaded_at_unix_ms_.load(),
+                                                    qos_reloader_.last_error()},
+                                         options_.fleet ? options_.fleet->usage_json() : std::string()),
+                        {}};
+  };
+  if (route == "/admin/qos" && request.authorization.empty() && dashboard_->signed_in(request)) {
+    return answer(qos_report());
+  }
 
   // Everything else needs a key.
   const std::string& auth = request.authorization;
@@ -144,11 +181,7 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
       if (!problems.empty()) return answer(error(400, problems, "invalid_request_error", "qos_config"));
       return answer(HttpResponse{200, "application/json", "{\"reloaded\": true}", {}});
     }
-    const auto config = service_.queue().config();
-    return answer(HttpResponse{200, "application/json",
-                               "{\"config\": " + qos::to_json(*config) + ", \"usage\": " +
-                                   qos::to_json(service_.queue().usage()) + "}",
-                               {}});
+    return answer(qos_report());
   }
   const bool qos_route = route.size() > 4 && route.compare(route.size() - 4, 4, "_qos") == 0;
   const Endpoint endpoint = route == "/v1/chat/interactive_qos" ? Endpoint::kInteractive
@@ -302,15 +335,18 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       }
       if (finish.empty()) return;
       count(route_copy, 200);
-      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
-      if (rq.stream) {
-        gen->sink->end_stream();
-      } else {
-        gen->sink->respond(HttpResponse{200, "application/json",
-                                        interactive_body(c.text, o.completion_tokens, gen->prompt_tokens,
-                                                         gen->history_tokens, finish),
-                                        {}});
-      }
+      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text,
+                      [gen, i, tokens = o.completion_tokens, finish] {
+                        if (gen->request.stream) {
+                          gen->sink->end_stream();
+                        } else {
+                          gen->sink->respond(HttpResponse{200, "application/json",
+                                                          interactive_body(gen->choices[i].text, tokens,
+                                                                           gen->prompt_tokens, gen->history_tokens,
+                                                                           finish),
+                                                          {}});
+                        }
+                      });
       return;
     }
     // What the client sees of this output: echo, logprobs, tool calls (gateway/choice_output.h).
@@ -390,16 +426,16 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
 }
 
 void Api::end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
-                          const std::string& reply) {
-  if (request.session_id < 0) return;
+                          const std::string& reply, std::function<void()> answer) {
+  if (request.session_id < 0) return answer();
   const auto key = std::make_pair(user, request.session_id);
   if (!request.interactive_mode) {  // the session ends with this request
-    sessions_.erase(key);
+    sessions_.erase(key, std::move(answer));
     return;
   }
   ChatSessions::Conversation conversation{request.messages, tokens};
   conversation.messages.push_back({"assistant", reply});
-  sessions_.store(key, std::move(conversation));
+  sessions_.store(key, std::move(conversation), ChatSessions::Clock::now(), std::move(answer));
 }
 
 std::string Api::reload_qos() {
@@ -455,8 +491,10 @@ std::string Api::metrics() const {
          "# TYPE tiergate_inter_token_seconds histogram\n" +
          inter_token_.render("tiergate_inter_token_seconds", "");
   out += service_.queue_wait_metrics();
+  out += service_.step_metrics();
   out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
   out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
+  if (options_.fleet) out += options_.fleet->metrics();
   return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@ struct HttpRequest {
   std::string target;
   std::string authorization;  // the Authorization header, as sent
   std::string body;
+  std::string cookie;         // the Cookie header, as sent (dashboard sessions)
 };
 
 struct HttpResponse {
@@ -49,15 +51,24 @@ class ResponseSink {
   virtual void end_stream() = 0;
 };
 
+class FleetSync;
+
 struct ApiOptions {
   std::string model_name;
   std::string qos_config_path;
   ChatSessions::Limits sessions;
+  // In a fleet (serve --redis-url): the fleet sync (its state in /health, /metrics, /admin/qos) and
+  // the store that shares interactive sessions between replicas. Both absent for a lone replica.
+  const FleetSync* fleet = nullptr;
+  std::shared_ptr<SessionBackend> shared_sessions;
 };
+
+class DashboardRoutes;
 
 class Api {
  public:
   Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options);
+  ~Api();
 
   // Handles one request. Returns the engine request id when a generation started (the session
   // cancels it if the client goes away), 0 otherwise.
@@ -81,8 +92,9 @@ class Api {
                              std::shared_ptr<ResponseSink> sink, const std::string& route);
   void count(const std::string& route, int status);
   // Interactive sessions: record the finished turn (interactive_mode) or end the session.
+  // `answer` runs once the session is stored where the next turn will look (then the client may send it).
   void end_interactive(const GenerationRequest& request, const std::string& user, std::size_t tokens,
-                       const std::string& reply);
+                       const std::string& reply, std::function<void()> answer);
 
   EngineService& service_;
   std::shared_ptr<const ApiKeyStore> keys_;
@@ -90,6 +102,8 @@ class Api {
   ChatSessions sessions_;  // interactive_qos conversations, bounded by options_.sessions
   engine::GrammarCache grammars_;  // compiled output constraints (response_format, guided_*, tools)
   qos::ConfigReloader qos_reloader_;
+  std::atomic<std::int64_t> qos_loaded_at_unix_ms_{0};  // when the config in force was read
+  std::unique_ptr<DashboardRoutes> dashboard_;
   Histogram ttft_;               // request received → first output
   Histogram inter_token_;        // between successive outputs of one choice, per token
   mutable std::mutex metrics_mutex_;

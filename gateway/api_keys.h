@@ -51,5 +51,7 @@ class ApiKeyStore {
 };
 
 std::string sha256_hex(std::string_view data);
+// `bytes` random bytes from OpenSSL as lowercase hex; throws ApiKeyError when there are none.
+std::string random_hex(std::size_t bytes);
 
 }  // namespace tiergate::gateway

@@ -1,10 +1,70 @@
 #include "gateway/chat_sessions.h"
 
+#include <simdjson.h>
+
 #include <algorithm>
+
+#include "qos/config_writer.h"
 
 namespace tiergate::gateway {
 
+std::string ChatSessions::shared_key(const Key& key) {
+  // Length-prefixed, so that no user id can reach into another user's sessions.
+  return "s:" + std::to_string(key.first.size()) + ":" + key.first + ":" + std::to_string(key.second);
+}
+
+std::string ChatSessions::encode(const Key& key, const Conversation& conversation) {
+  std::string out = "{\"user\": " + qos::json_string(key.first) + ", \"session_id\": " + std::to_string(key.second) +
+                    ", \"tokens\": " + std::to_string(conversation.tokens) + ", \"messages\": [";
+  for (std::size_t i = 0; i < conversation.messages.size(); ++i) {
+    const engine::ChatMessage& m = conversation.messages[i];
+    out += (i ? ", " : "") + std::string("{\"role\": ") + qos::json_string(m.role) +
+           ", \"content\": " + qos::json_string(m.content) + "}";
+  }
+  return out + "]}";
+}
+
+std::optional<ChatSessions::Conversation> ChatSessions::decode(const Key& key, std::string_view value) {
+  // Anything that is not this user's conversation of this session (damaged, or not ours) is a new
+  // session.
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(value.data(), value.size()).get(doc) != simdjson::SUCCESS) return std::nullopt;
+  std::string_view user;
+  std::int64_t session = 0;
+  std::uint64_t tokens = 0;
+  simdjson::dom::array messages;
+  if (doc["user"].get(user) || user != key.first || doc["session_id"].get(session) || session != key.second ||
+      doc["tokens"].get(tokens) || doc["messages"].get(messages)) {
+    return std::nullopt;
+  }
+  Conversation conversation;
+  conversation.tokens = static_cast<std::size_t>(tokens);
+  for (simdjson::dom::element message : messages) {
+    std::string_view role, content;
+    if (message["role"].get(role) || message["content"].get(content)) return std::nullopt;
+    conversation.messages.push_back({std::string(role), std::string(content)});
+  }
+  return conversation;
+}
+
 std::optional<ChatSessions::Conversation> ChatSessions::find(const Key& key, Clock::time_point now) {
+  if (shared_) {
+    std::string value;
+    switch (shared_->get(shared_key(key), limits_.idle_ttl, value)) {
+      case SessionBackend::Lookup::kFound:
+        if (auto conversation = decode(key, value)) {
+          store_local(key, *conversation, now);  // the fallback if the backend goes away
+          return conversation;
+        }
+        [[fallthrough]];
+      case SessionBackend::Lookup::kAbsent:
+        erase_local(key);  // ended, or expired, fleet-wide
+        return std::nullopt;
+      case SessionBackend::Lookup::kUnavailable:
+        break;  // what this replica saw last
+    }
+  }
   std::lock_guard lock(mutex_);
   expire_idle(now);
   const auto it = sessions_.find(key);
@@ -13,7 +73,28 @@ std::optional<ChatSessions::Conversation> ChatSessions::find(const Key& key, Clo
   return it->second.conversation;
 }
 
-void ChatSessions::store(const Key& key, Conversation conversation, Clock::time_point now) {
+void ChatSessions::store(const Key& key, Conversation conversation, Clock::time_point now,
+                         std::function<void()> done) {
+  if (shared_) {
+    std::string value = encode(key, conversation);
+    store_local(key, std::move(conversation), now);
+    shared_->put(shared_key(key), std::move(value), limits_.idle_ttl, std::move(done));
+    return;
+  }
+  store_local(key, std::move(conversation), now);
+  if (done) done();
+}
+
+void ChatSessions::erase(const Key& key, std::function<void()> done) {
+  erase_local(key);
+  if (shared_) {
+    shared_->erase(shared_key(key), std::move(done));
+  } else if (done) {
+    done();
+  }
+}
+
+void ChatSessions::store_local(const Key& key, Conversation conversation, Clock::time_point now) {
   std::lock_guard lock(mutex_);
   expire_idle(now);
   auto it = sessions_.find(key);
@@ -32,7 +113,7 @@ void ChatSessions::store(const Key& key, Conversation conversation, Clock::time_
   touch(it->second, now);
 }
 
-void ChatSessions::erase(const Key& key) {
+void ChatSessions::erase_local(const Key& key) {
   std::lock_guard lock(mutex_);
   const auto it = sessions_.find(key);
   if (it == sessions_.end()) return;

@@ -1,25 +1,43 @@
 // Conversations of /v1/chat/interactive_qos, kept server-side between turns (LMDeploy's
 // interactive_mode): (user, session_id) → the messages so far and the prompt length they make.
 // Bounded two ways, so abandoned sessions cannot grow memory without end: a session idle longer
-// than `idle_ttl` is forgotten, and past `max_sessions` the least recently used one is. In memory
-// only (a restart ends every session, as LMDeploy's engine does). Thread-safe; never throws
-// beyond std::bad_alloc.
+// than `idle_ttl` is forgotten, and past `max_sessions` the least recently used one is. Alone, in
+// memory only (a restart ends every session, as LMDeploy's engine does). With a SessionBackend (a
+// fleet: Redis, gateway/redis_session_store.*) the backend holds the sessions, with the same idle
+// TTL, so that the next turn may land on any replica; the local map is then a cache and the
+// fallback while the backend does not answer. A session is keyed by its user: no other user's turn
+// can reach it. Thread-safe; never throws beyond std::bad_alloc.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "engine/chat_template.h"
 
 namespace tiergate::gateway {
+
+// Sessions shared by the replicas of a fleet. get() blocks, bounded by the backend's own timeout
+// (the HTTP threads call it); put() and erase() return at once and call `done` (on the backend's
+// thread, or at once) when the write is over, whether it succeeded or not.
+class SessionBackend {
+ public:
+  enum class Lookup { kFound, kAbsent, kUnavailable };
+  virtual ~SessionBackend() = default;
+  virtual Lookup get(const std::string& key, std::chrono::seconds ttl, std::string& value) = 0;  // touches it
+  virtual void put(const std::string& key, std::string value, std::chrono::seconds ttl, std::function<void()> done) = 0;
+  virtual void erase(const std::string& key, std::function<void()> done) = 0;
+};
 
 class ChatSessions {
  public:
@@ -36,14 +54,24 @@ class ChatSessions {
     std::size_t max_sessions = 10000;
   };
 
-  explicit ChatSessions(Limits limits) : limits_(limits) {}
+  explicit ChatSessions(Limits limits, std::shared_ptr<SessionBackend> shared = nullptr)
+      : limits_(limits), shared_(std::move(shared)) {}
 
   // The conversation so far, or nullopt for a new (or expired) session. Touches the session.
   std::optional<Conversation> find(const Key& key, Clock::time_point now = Clock::now());
-  // Records a finished turn: the session now holds `conversation` (absent → created).
-  void store(const Key& key, Conversation conversation, Clock::time_point now = Clock::now());
-  // Ends a session (interactive_mode false); no-op when absent.
-  void erase(const Key& key);
+  // Records a finished turn: the session now holds `conversation` (absent → created). `done` runs
+  // once the shared backend has it (at once without one): answer the turn from there, so that the
+  // client's next turn, wherever it lands, finds this one.
+  void store(const Key& key, Conversation conversation, Clock::time_point now = Clock::now(),
+             std::function<void()> done = {});
+  // Ends a session (interactive_mode false); no-op when absent. `done` as for store().
+  void erase(const Key& key, std::function<void()> done = {});
+
+  // What the shared backend keeps: the key it is stored under, and the value (owner included).
+  static std::string shared_key(const Key& key);
+  static std::string encode(const Key& key, const Conversation& conversation);
+  // nullopt when `value` is not a conversation of `key`'s user and session.
+  static std::optional<Conversation> decode(const Key& key, std::string_view value);
 
   std::size_t size() const;
   std::uint64_t expired() const;  // sessions forgotten for idleness or the cap, since start
@@ -56,9 +84,12 @@ class ChatSessions {
   };
   // Forgets sessions idle past the TTL; caller holds mutex_.
   void expire_idle(Clock::time_point now);
+  void store_local(const Key& key, Conversation conversation, Clock::time_point now);
+  void erase_local(const Key& key);
   void touch(Entry& entry, Clock::time_point now);
 
   const Limits limits_;
+  std::shared_ptr<SessionBackend> shared_;
   mutable std::mutex mutex_;
   std::map<Key, Entry> sessions_;
   std::list<Key> lru_;

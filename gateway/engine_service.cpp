@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <thread>
 
 namespace tiergate::gateway {
 
@@ -38,12 +39,14 @@ class EngineService::QosPolicy : public engine::SchedulingPolicy {
   void preempted(engine::RequestId id, std::size_t tokens, std::size_t blocks, bool streamed) override {
     queue_.preempt(id, qos::Clock::now(), static_cast<std::int64_t>(tokens), static_cast<std::int64_t>(blocks),
                    streamed);
+    service_.levels_.preempted(id);
   }
   void charge(engine::RequestId id, std::size_t prompt, std::size_t output) override {
     queue_.charge(id, static_cast<std::int64_t>(prompt), static_cast<std::int64_t>(output));
   }
   void finished(engine::RequestId id) override {
     queue_.cancel(id);  // running or (if it never ran) waiting: either way it leaves the queue
+    service_.levels_.left(id);
   }
 
  private:
@@ -63,9 +66,10 @@ class EngineService::QosPolicy : public engine::SchedulingPolicy {
 };
 
 EngineService::EngineService(const engine::Model& model, engine::EngineConfig config,
-                             std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens)
+                             std::shared_ptr<const qos::Config> qos, std::size_t stand_in_tokens,
+                             double stand_in_tokens_per_s)
     : model_(model), queue_(std::move(qos)), policy_(std::make_unique<QosPolicy>(queue_, *this)),
-      stand_in_tokens_(stand_in_tokens) {
+      stand_in_tokens_(stand_in_tokens), stand_in_tokens_per_s_(stand_in_tokens_per_s) {
   if (stand_in_tokens_ > 0) {  // no KV memory, no device needed
     config.num_blocks = 1;
     config.device = engine::Device::kCpu;
@@ -115,6 +119,7 @@ void EngineService::end_with(engine::RequestId id, OutputEvent event) {
 void EngineService::stop_waiting() {
   stopping_ = true;
   for (engine::RequestId id : queue_.drain_waiting()) {
+    levels_.unavailable(id);
     end_with(id, OutputEvent::kStopping);  // first: then no engine output can reach its callback
     engine_->cancel(id);
   }
@@ -141,6 +146,7 @@ void EngineService::end_all_running() {
     for (const auto& [id, pending] : callbacks_) ids.push_back(id);
   }
   for (engine::RequestId id : ids) {
+    levels_.unavailable(id);
     end_with(id, OutputEvent::kStopping);
     cancel(id);
   }
@@ -175,9 +181,18 @@ SubmitResult EngineService::submit(engine::RequestId id, const std::string& user
   } else {
     engine_->submit({id, prompt, params});
   }
+  levels_.submitted(id, qos::Clock::now());  // first: the engine may report on it as soon as it is queued
   const qos::EnqueueResult queued = queue_.enqueue(
       {id, user, static_cast<std::int64_t>(prompt.size()), params.max_tokens}, qos::Clock::now());
   result.group = queued.group;
+  const std::string levels_group = queued.group.empty() ? "fcfs" : queued.group;  // as record_wait names it
+  if (queued.status == qos::EnqueueStatus::kQueued) {
+    levels_.queued(id, levels_group);
+  } else if (queued.status == qos::EnqueueStatus::kQueueFull) {
+    levels_.queue_full(id, levels_group);
+  } else {
+    levels_.never_queued(id);
+  }
   if (queued.status != qos::EnqueueStatus::kQueued) {
     {
       std::lock_guard lock(callbacks_mutex_);  // first: the refusal is the only answer it gets
@@ -219,6 +234,12 @@ void EngineService::record_wait(const std::string& group, double seconds) {
   h->observe(seconds);
 }
 
+std::string EngineService::step_metrics() const {
+  return "# HELP tiergate_engine_step_seconds Duration of each engine step that did work.\n"
+         "# TYPE tiergate_engine_step_seconds histogram\n" +
+         step_seconds_.render("tiergate_engine_step_seconds", "");
+}
+
 std::string EngineService::queue_wait_metrics() const {
   std::lock_guard lock(wait_mutex_);
   std::string out =
@@ -234,6 +255,7 @@ engine::EngineStats EngineService::stats() const {
 }
 
 void EngineService::deliver(engine::RequestOutput&& output) {
+  if (!output.tokens.empty()) levels_.first_output(output.id, qos::Clock::now());
   OutputCallback cb;
   {
     std::lock_guard lock(callbacks_mutex_);
@@ -261,7 +283,16 @@ void EngineService::deliver(engine::RequestOutput&& output) {
 
 bool EngineService::stand_in_step() {
   bool worked = false;
-  while (auto admitted = queue_.next(qos::Clock::now())) {
+  while (true) {
+    if (stand_in_tokens_per_s_ > 0) {  // paced: busy until the last request's tokens took their time
+      const auto now = std::chrono::steady_clock::now();
+      if (now < stand_in_free_at_) {
+        std::this_thread::sleep_until(std::min(stand_in_free_at_, now + std::chrono::milliseconds(10)));
+        return true;
+      }
+    }
+    auto admitted = queue_.next(qos::Clock::now());
+    if (!admitted) break;
     worked = true;
     if (admitted->first_start) record_wait(admitted->group, std::chrono::duration<double>(admitted->waited).count());
     std::int32_t choices = 1;
@@ -270,6 +301,7 @@ bool EngineService::stand_in_step() {
       auto it = stand_in_choices_.find(admitted->id);
       if (it == stand_in_choices_.end()) {  // cancelled before it ran
         queue_.cancel(admitted->id);
+        levels_.left(admitted->id);
         continue;
       }
       choices = it->second;
@@ -287,10 +319,16 @@ bool EngineService::stand_in_step() {
       }
       out.completion_tokens = stand_in_tokens_;
       out.finish = engine::FinishReason::kLength;
+      if (stand_in_tokens_per_s_ > 0) {
+        stand_in_free_at_ = std::max(stand_in_free_at_, std::chrono::steady_clock::now()) +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(
+                                static_cast<double>(stand_in_tokens_) / stand_in_tokens_per_s_));
+      }
       queue_.charge(admitted->id, 0, static_cast<std::int64_t>(stand_in_tokens_));
       deliver(std::move(out));
     }
     queue_.finish(admitted->id);
+    levels_.left(admitted->id);
   }
   return worked;
 }
@@ -299,10 +337,15 @@ void EngineService::run() {
   while (!stop_) {
     if (abort_running_.exchange(false)) end_all_running();
     for (const qos::ExpiredRequest& e : queue_.expire(qos::Clock::now())) {
+      levels_.unavailable(e.id);
       engine_->cancel(e.id);
       end_with(e.id, OutputEvent::kExpired);
     }
+    const auto step_began = std::chrono::steady_clock::now();
     const bool worked = stand_in_tokens_ > 0 ? stand_in_step() : engine_->step();
+    if (worked && stand_in_tokens_ == 0) {
+      step_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_began).count());
+    }
     {
       std::lock_guard lock(stats_mutex_);
       stats_ = engine_->stats();

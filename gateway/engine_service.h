@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -19,6 +20,7 @@
 #include "gateway/histogram.h"
 #include "engine/model.h"
 #include "qos/admission_queue.h"
+#include "qos/service_levels.h"
 
 namespace tiergate::gateway {
 
@@ -45,8 +47,10 @@ class EngineService {
  public:
   // stand_in_tokens > 0: no model step runs; every admitted request gets that many copies of one
   // fixed token at no cost (for measuring the gateway alone, QoS queue and hand-offs included).
+  // stand_in_tokens_per_s > 0 paces the stand-in like an engine of that capacity (one request at a
+  // time, each taking its tokens' worth of time), so that requests queue and the QoS order shows.
   EngineService(const engine::Model& model, engine::EngineConfig config, std::shared_ptr<const qos::Config> qos,
-                std::size_t stand_in_tokens = 0);
+                std::size_t stand_in_tokens = 0, double stand_in_tokens_per_s = 0);
   ~EngineService();  // shutdown()
 
   // Stops the engine thread and drops every pending callback (and what they hold: the HTTP
@@ -67,6 +71,10 @@ class EngineService {
   qos::AdmissionQueue& queue() { return queue_; }
   // Seconds each admitted request waited in the QoS queue, by group name.
   std::string queue_wait_metrics() const;
+  // Seconds each engine step took (the floor under any time to first token: a step in flight).
+  std::string step_metrics() const;
+  // Per-group TTFT, preemptions, 429s and 503s (qos::ServiceLevels::fill adds them to a report).
+  const qos::ServiceLevels& service_levels() const { return levels_; }
   engine::EngineStats stats() const;
   const engine::Model& model() const { return model_; }
   std::size_t max_request_tokens() const { return engine_->max_request_tokens(); }
@@ -88,6 +96,8 @@ class EngineService {
   std::unique_ptr<QosPolicy> policy_;
   std::unique_ptr<engine::Engine> engine_;
   std::size_t stand_in_tokens_ = 0;
+  double stand_in_tokens_per_s_ = 0;
+  std::chrono::steady_clock::time_point stand_in_free_at_{};  // engine thread only
   std::mutex stand_in_mutex_;
   std::unordered_map<engine::RequestId, std::int32_t> stand_in_choices_;
   mutable std::mutex callbacks_mutex_;
@@ -107,6 +117,9 @@ class EngineService {
   engine::EngineStats stats_;
   mutable std::mutex wait_mutex_;
   std::map<std::string, std::unique_ptr<Histogram>> queue_wait_;  // by group
+  qos::ServiceLevels levels_;
+  Histogram step_seconds_{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06,
+                           0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0}};
   std::thread thread_;
 };
 

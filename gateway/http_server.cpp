@@ -113,7 +113,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     HttpRequest request{std::string(req.method_string()), std::string(req.target()),
-                        std::string(req[http::field::authorization]), req.body()};
+                        std::string(req[http::field::authorization]), req.body(), std::string(req[http::field::cookie])};
     beast::get_lowest_layer(stream_).expires_never();  // generation may take a while
     ++shared_.active_requests;
     in_request_ = true;

@@ -14,6 +14,7 @@
 #include "gateway/api_keys.h"
 #include "gateway/cli_args.h"
 #include "gateway/engine_service.h"
+#include "gateway/fleet_flags.h"
 #include "gateway/generate_command.h"
 #include "gateway/http_server.h"
 #include "qos/config_parser.h"
@@ -28,7 +29,8 @@ constexpr const char* kServeUsage =
     "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
     "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n"
     "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)]\n"
-    "       [--device auto|cpu|cuda (auto)] [--kv-cache-memory-fraction F (0.8, CUDA)] [--cuda-graphs]\n";
+    "       [--device auto|cpu|cuda (auto)] [--kv-cache-memory-fraction F (0.8, CUDA)] [--cuda-graphs]\n"
+    "       [--stand-in-rate TOKENS_PER_S (paces --stand-in-engine)]\n";
 
 template <typename T, void (*Free)(T*)>
 struct Deleter {
@@ -76,18 +78,20 @@ void write_self_signed_certificate(const std::string& cert_path, const std::stri
 
 int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   try {
-    const CliArgs a(args,
-                    {"--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
-                     "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs",
-                     "--max-num-batched-tokens", "--threads", "--http-threads", "--model", "--stand-in-engine",
-                     "--session-ttl", "--max-sessions", "--device", "--kv-cache-memory-fraction"},
-                    {"--insecure-http", "--cuda-graphs"});
+    std::set<std::string> with_value = {
+        "--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
+        "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs", "--max-num-batched-tokens",
+        "--threads", "--http-threads", "--model", "--stand-in-engine", "--stand-in-rate", "--session-ttl",
+        "--max-sessions", "--device", "--kv-cache-memory-fraction"};
+    with_value.insert(kFleetFlags.begin(), kFleetFlags.end());
+    const CliArgs a(args, with_value, {"--insecure-http", "--cuda-graphs"});
     const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
     const std::string state_dir = a.get("--state-dir", "state");
     const std::string qos_path = a.get("--qos-config-path", "config/qos_config.json");
     const std::string keys_path = a.get("--api-keys-path", state_dir + "/api_keys.json");
 
     // Start-up may fail loudly (DESIGN.md §7, tier 1): every message names the file and the fix.
+    const std::optional<FleetSyncOptions> fleet_flags = fleet_options(a);
     const auto qos_config = qos::load_config_or_throw(qos_path);
     const auto keys = ApiKeyStore::load(keys_path);
     if (keys->size() == 0) {
@@ -121,13 +125,26 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     if (config.kv_cache_memory_fraction <= 0 || config.kv_cache_memory_fraction > 1)
       throw CliError("--kv-cache-memory-fraction must be in (0, 1]");
     const auto stand_in = a.count("--stand-in-engine", 0);
+    const double stand_in_rate = a.number("--stand-in-rate", 0);
+    if (stand_in_rate < 0 || (stand_in_rate > 0 && stand_in == 0)) {
+      throw CliError("--stand-in-rate takes tokens per second > 0, with --stand-in-engine");
+    }
     if (stand_in > 0) err << "tiergate: stand-in engine: every request gets " << stand_in << " fixed tokens\n";
-    EngineService service(*model, config, qos_config, stand_in);
+    EngineService service(*model, config, qos_config, stand_in, stand_in_rate);
+    Fleet fleet = start_fleet(fleet_flags, service.queue());
+    if (fleet.sync) {
+      err << "tiergate: fleet: replica " << fleet.sync->replica_id() << ", fair share and sessions through "
+          << a.get("--redis-url", "") << " every " << a.count("--redis-sync-ms", 50) << " ms\n";
+    }
     // Like vLLM, the model is named after what was loaded unless told otherwise.
     const std::string served = a.get("--served-model-name", std::filesystem::path(model_path).stem().string());
-    ApiOptions api_options{served, qos_path, {}};
+    ApiOptions api_options;
+    api_options.model_name = served;
+    api_options.qos_config_path = qos_path;
     api_options.sessions.idle_ttl = std::chrono::seconds(a.count("--session-ttl", 1800));
     api_options.sessions.max_sessions = a.count("--max-sessions", 10000);
+    api_options.fleet = fleet.sync.get();
+    api_options.shared_sessions = fleet.sessions;
     Api api(service, keys, api_options);
     HttpServer server(options, api);
     err << qos::summarize(*qos_config);
@@ -138,10 +155,11 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
           << std::flush;
     });
     service.shutdown();  // before the server and the API go: engine callbacks reach both
+    fleet.stop();        // so do the session store's; and the last charges go to Redis
     out << "tiergate: stopped\n";
     return 0;
   } catch (const CliError& e) {
-    err << "tiergate serve: " << e.what() << "\n" << kServeUsage;
+    err << "tiergate serve: " << e.what() << "\n" << kServeUsage << kFleetUsage;
     return 2;
   } catch (const std::exception& e) {
     err << "tiergate serve: " << e.what() << "\n";

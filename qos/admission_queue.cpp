@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <utility>
 
 #include "qos/admission_queue_state.h"
@@ -30,7 +31,8 @@ double AdmissionQueue::share(const Account& account) const {
   if (account.orphaned) return 0;
   if (account.unknown) {
     // The default share is split evenly among the unknown users that currently have work.
-    const std::size_t n = std::max<std::size_t>(1, groups_[account.group].active_unknown);
+    const GroupState& group = groups_[account.group];
+    const std::size_t n = std::max<std::size_t>(1, group.active_unknown + group.fleet_active_unknown);
     return account.quota_share / static_cast<double>(n);
   }
   return account.quota_share;
@@ -56,6 +58,7 @@ void AdmissionQueue::unindex(Account& account) {
 void AdmissionQueue::set_active(Account& account, bool active) {
   if (account.active == active) return;
   account.active = active;
+  if (fleet_ && active) fleet_tracked_.insert(&account);
   if (!account.unknown) return;
   GroupState& group = groups_[account.group];
   if (active) {
@@ -116,7 +119,9 @@ EnqueueResult AdmissionQueue::enqueue(QueuedRequest request, Clock::time_point n
     forget_debtor(account);
     set_active(account, true);
     // Lift: idle time banks no credit.
-    account.counter = std::max(account.counter, lift_floor(account.group, scavenger(account)));
+    const double floor = lift_floor(account.group, scavenger(account));
+    account.counter = std::max(account.counter, floor);
+    fleet_lifted(account, floor);
   }
   const RequestId id = request.id;
   const bool was_empty = account.waiting.empty();
@@ -131,13 +136,20 @@ EnqueueResult AdmissionQueue::enqueue(QueuedRequest request, Clock::time_point n
   return {EnqueueStatus::kQueued, group_name, 0};
 }
 
-double AdmissionQueue::lift_floor(std::size_t group, bool scav) const {
-  // The smallest counter among the group's waiting users of the same class, or the class's
-  // virtual time when none waits.
+double AdmissionQueue::waiting_floor(std::size_t group, bool scav, bool fleet_known_only) const {
   for (const ReadyKey& key : groups_[group].ready) {
-    if (std::get<0>(key) == scav) return std::get<3>(key)->counter;
+    if (std::get<0>(key) == scav && (!fleet_known_only || std::get<3>(key)->fleet_known)) {
+      return std::get<3>(key)->counter;
+    }
   }
-  return groups_[group].virtual_time[scav];
+  return std::numeric_limits<double>::infinity();
+}
+
+double AdmissionQueue::lift_floor(std::size_t group, bool scav) const {
+  // The smallest counter among the group's waiting users of the same class (with fleet sync: here
+  // or on another replica), or the class's virtual time when none waits.
+  const double waiting = std::min(waiting_floor(group, scav, false), groups_[group].fleet_floor[scav]);
+  return std::isfinite(waiting) ? waiting : groups_[group].virtual_time[scav];
 }
 
 double AdmissionQueue::safe_floor(std::size_t group, bool scav) const {
@@ -183,6 +195,10 @@ void AdmissionQueue::retire(Account& account) {
   r.output_tokens += account.usage.output_tokens;
   r.requests += account.usage.requests;
   ++group.retired_users;
+  if (fleet_) {
+    fleet_keep_pending(account, group_name(account.group), scavenger(account));
+    fleet_tracked_.erase(&account);
+  }
   accounts_.erase(account.user_id);  // `account` is gone after this line
 }
 
@@ -208,7 +224,10 @@ Admission AdmissionQueue::admit_head(Account& account, Clock::time_point now) {
   const bool scav = scavenger(account);
   group.virtual_time[scav] = std::max(group.virtual_time[scav], account.counter);
   ++running_;
-  if (!pending.started_before) ++account.usage.requests;
+  if (!pending.started_before) {
+    ++account.usage.requests;
+    fleet_admitted(account);
+  }
   if (!account.waiting.empty()) index(account);
 
   Admission admission;
@@ -263,8 +282,10 @@ void AdmissionQueue::charge_account(Account& account, std::int64_t prompt_tokens
   const double s = share(account);
   const bool reindex = account.ready_key.has_value();
   if (reindex) unindex(account);
-  account.counter += s > 0 ? cost / s : cost;
+  const double delta = s > 0 ? cost / s : cost;
+  account.counter += delta;
   if (reindex) index(account);
+  fleet_charged(account, delta, cost, prompt_tokens, output_tokens);
 }
 
 bool AdmissionQueue::finish(RequestId id) {
@@ -396,9 +417,6 @@ void AdmissionQueue::rebuild_groups() {
 void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
   QOS_CHECK(config != nullptr);
   std::lock_guard lock(mutex_);
-  auto group_name = [this](std::size_t g) {
-    return config_->enable_user_qos() ? config_->groups()[g].name : std::string();
-  };
   // Counters are only comparable inside one group and class: remember where everyone stood.
   std::unordered_map<Account*, std::pair<std::string, bool>> before;
   for (auto& [user, account] : accounts_) {
@@ -427,6 +445,11 @@ void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
     if (indexed) unindex(*account);
     account->counter = groups_[account->group].virtual_time[scav];
     if (indexed) index(*account);
+    if (fleet_) {  // its charges so far go to the old key; the new key starts from here
+      fleet_keep_pending(*account, where.first, where.second);
+      account->fleet_base = account->counter;
+      fleet_tracked_.insert(account);
+    }
   }
   // Idle accounts the new config no longer lists (or lists as unknown) may now be dropped.
   std::vector<Account*> idle;
@@ -434,6 +457,10 @@ void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
     if (account->idle()) idle.push_back(account.get());
   }
   for (Account* account : idle) retire_if_idle(*account);
+}
+
+std::string AdmissionQueue::group_name(std::size_t g) const {
+  return config_->enable_user_qos() ? config_->groups()[g].name : std::string();
 }
 
 std::shared_ptr<const Config> AdmissionQueue::config() const {

@@ -29,9 +29,11 @@
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "qos/config.h"
+#include "qos/fleet_counters.h"
 #include "qos/step_plan.h"
 #include "qos/usage_report.h"
 
@@ -141,6 +143,21 @@ class AdmissionQueue {
   std::size_t accounts() const;  // users the queue keeps state for (bounded: see the header)
   UsageReport usage() const;
 
+  // Fleet-wide fair share (qos/fleet_counters.h, DESIGN.md §8), off unless enabled: then charges and
+  // lifts are also recorded per user for a sync thread (fleet_sync_state.cpp), which trades them for
+  // the fleet's counters. One report is out at a time: take, then apply its answer or restore it.
+  void enable_fleet_sync();
+  // What changed since the last report; the charges in it leave the queue's pending record.
+  FleetReport take_fleet_report();
+  // The store's answer: each reported user's counter becomes the fleet's, plus what it was charged
+  // here since; virtual times rise to the fleet's; the default share is split among the fleet's
+  // unknown users.
+  void apply_fleet_update(const FleetReport& report, const FleetUpdate& update);
+  // The report never reached the store: its charges and lifts go back into the pending record.
+  void restore_fleet_report(const FleetReport& report);
+  // Retired users' reports dropped because the store stayed unreachable too long (bounded memory).
+  std::uint64_t fleet_reports_dropped() const;
+
  private:
   friend class AdmissionQueueTest;
   struct Account;
@@ -157,6 +174,10 @@ class AdmissionQueue {
     std::set<std::pair<double, Account*>> debtors[2];
     UserUsage retired;               // what the users whose accounts were dropped were served
     std::uint64_t retired_users = 0;
+    std::size_t fleet_active_unknown = 0;  // unknown users with work on the other replicas
+    // Per class: the smallest counter of the other replicas' waiting users (+inf: none, or no
+    // fleet sync); a user waiting there is not idle, so a lift here never goes above it.
+    double fleet_floor[2] = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
   };
 
   std::size_t group_count() const;
@@ -174,6 +195,9 @@ class AdmissionQueue {
   Admission admit_head(Account& account, Clock::time_point now);
   void plan_fcfs(std::span<const RunningWork> running, const StepCapacity& capacity, Clock::time_point now,
                  StepPlan& plan);
+  // The smallest counter among the waiting users of `group` and class `scav` (+inf when none);
+  // `fleet_known_only`: among those whose fleet counter has come in (what other replicas are told).
+  double waiting_floor(std::size_t group, bool scav, bool fleet_known_only) const;
   // The counter an account of `group` and class `scav` returning from idle is lifted to.
   double lift_floor(std::size_t group, bool scav) const;
   // A value no future lift floor of the group and class will be below (floors only rise).
@@ -186,6 +210,16 @@ class AdmissionQueue {
   void retire(Account& account);  // drops it, its service kept in the group's totals
   void charge_account(Account& account, std::int64_t prompt_tokens, std::int64_t output_tokens);
   void forget_debtor(Account& account);
+  // Fleet hooks (fleet_sync_state.cpp); each does nothing unless fleet sync is enabled.
+  std::string group_name(std::size_t group) const;
+  void fleet_charged(Account& account, double counter_delta, double cost, std::int64_t prompt_tokens,
+                     std::int64_t output_tokens);
+  void fleet_lifted(Account& account, double floor);
+  void fleet_admitted(Account& account);
+  // Keeps what the account's user was charged since the last report for the next one, under the
+  // key it had (`group`, `scav`): it is being dropped, or moved to another group or class.
+  void fleet_keep_pending(Account& account, const std::string& group, bool scav);
+  void set_counter(Account& account, double counter);  // keeps the ready and debtor indexes right
 
   // Idle accounts kept for their debt, per group and class, at most (see retire_if_idle).
   static constexpr std::size_t kMaxDebtorsPerClass = 10000;
@@ -197,6 +231,13 @@ class AdmissionQueue {
   std::unordered_map<RequestId, Account*> requests_;  // waiting and running, by id
   std::uint64_t next_seq_ = 0;
   std::size_t running_ = 0;
+  // Fleet sync state: accounts with something to report or with work here (the fleet's counter is
+  // wanted back for them), and the pending records of accounts dropped since the last report.
+  static constexpr std::size_t kMaxFleetBacklog = 100000;
+  bool fleet_ = false;
+  std::unordered_set<Account*> fleet_tracked_;
+  std::vector<FleetUserReport> fleet_backlog_;
+  std::uint64_t fleet_dropped_ = 0;
 };
 
 }  // namespace tiergate::qos

@@ -39,6 +39,14 @@ struct AdmissionQueue::Account {
   bool active = false;                // waiting or running (counted in active_unknown)
   std::optional<std::pair<bool, double>> debtor;  // (class, counter) while in groups_[group].debtors
   UserUsage usage;
+  // With fleet sync: the fleet's counter as last received (what `fleet_pending` applies to), and what
+  // this replica did to the counter and served since its last report; `fleet_known` once the
+  // fleet's counter has come in since the user was last idle here (before, `counter` may lack
+  // what other replicas served it, so it does not set the lift floor other replicas are told).
+  double fleet_base = 0;
+  bool fleet_known = false;
+  CounterOp fleet_pending;
+  FleetServed fleet_served;
 
   bool idle() const { return waiting.empty() && running.empty(); }
   bool retirable() const { return unknown || orphaned; }

@@ -187,26 +187,33 @@ void AdmissionQueue::plan_step(std::span<const RunningWork> running, const StepC
       return nullptr;
     };
 
-    auto grant_unit = [&](UserWork& u) -> bool {  // false: nothing of u's fits any more
+    enum class Unit { kGranted, kDone, kShortOfSeqs };
+    // kShortOfSeqs: u still has work that the step's sequences cannot take.
+    auto grant_unit = [&](UserWork& u) -> Unit {
+      bool short_of_seqs = false;
       // 1. Decode tokens of its running requests, oldest first.
       // One that does not fit now never will this step (capacity only shrinks): skip it.
       for (; u.decode_cursor < u.items.size(); ++u.decode_cursor) {
         Item& item = *u.items[u.decode_cursor];
         if (item.preempted || item.decode_seqs == 0) continue;
+        short_of_seqs |= item.decode_seqs > seqs_left;
         if (item.decode_seqs > seqs_left || item.decode_seqs > group_tokens) continue;
         item.decode = true;
         seqs_left -= item.decode_seqs;
         group_tokens -= item.decode_seqs;
         u.spent += weights.output * static_cast<double>(item.decode_seqs);
         ++u.decode_cursor;
-        return true;
+        return Unit::kGranted;
       }
       // 2. A prefill piece of its running (or just started) requests, oldest first.
       for (; u.prefill_cursor < u.items.size(); ++u.prefill_cursor) {
         Item& item = *u.items[u.prefill_cursor];
         if (item.preempted || item.prefill_left == 0) continue;
-        if (group_tokens == 0) return false;
-        if (!item.prefill_counted && item.prefill_seqs > seqs_left) continue;
+        if (group_tokens == 0) return Unit::kDone;
+        if (!item.prefill_counted && item.prefill_seqs > seqs_left) {
+          short_of_seqs = true;
+          continue;
+        }
         if (!item.prefill_counted) {
           seqs_left -= item.prefill_seqs;
           item.prefill_counted = true;
@@ -217,16 +224,18 @@ void AdmissionQueue::plan_step(std::span<const RunningWork> running, const StepC
         group_tokens -= piece;
         if (item.admission >= 0) plan.admit[static_cast<std::size_t>(item.admission)].prefill_tokens += piece;
         u.spent += weights.input * static_cast<double>(piece);
-        return true;
+        return Unit::kGranted;
       }
       // 3. Start its next waiting request, with its first prefill piece.
       Account& account = *u.account;
-      if (!admission_open || account.waiting.empty() || seqs_left == 0 || group_tokens == 0) return false;
+      const Unit none = short_of_seqs ? Unit::kShortOfSeqs : Unit::kDone;
+      if (!admission_open || account.waiting.empty() || group_tokens == 0) return none;
+      if (seqs_left == 0) return Unit::kShortOfSeqs;
       const Pending& head = account.waiting.front();
       const std::int64_t need = head.blocks > 0 ? head.blocks : blocks_for(head.request.prompt_tokens, capacity.block_size);
       if (need > blocks_left && !make_room(g, need)) {
         admission_open = false;  // head of line: nobody of this or a lower group starts past it
-        return false;
+        return none;
       }
       blocks_left -= need;
       const bool streamed = head.streamed;
@@ -249,7 +258,7 @@ void AdmissionQueue::plan_step(std::span<const RunningWork> running, const StepC
       group_tokens -= piece;
       u.spent += weights.input * static_cast<double>(piece);
       u.items.push_back(&item);
-      return true;
+      return Unit::kGranted;
     };
 
     while (group_tokens > 0) {
@@ -269,7 +278,16 @@ void AdmissionQueue::plan_step(std::span<const RunningWork> running, const StepC
       } else {
         break;
       }
-      if (grant_unit(*u)) heap.push(key_of(*u));
+      const Unit unit = grant_unit(*u);
+      if (unit == Unit::kGranted) {
+        heap.push(key_of(*u));
+      } else if (unit == Unit::kShortOfSeqs) {
+        // The user furthest behind still has work, but the step has no sequence left for it:
+        // whatever else the group took now would only push the others further ahead of it (a long
+        // prefill filling the tokens a decode-bound user cannot use). The group's pass ends here;
+        // its share of the step is as fair as the step's sequences allow.
+        break;
+      }
     }
     const std::int64_t used = group_budget - group_tokens;
     tokens_left -= used;

@@ -5,7 +5,9 @@
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <memory>
 
 namespace tiergate::gateway {
 namespace {
@@ -72,6 +74,72 @@ TEST(ChatSessions, ACapOfZeroKeepsNothing) {
 // Against a plain model (a map with last-use times; eviction picks the oldest last use): any
 // sequence of stores, finds, erases and clock advances gives the same answers, the store never
 // holds more than the cap, and nothing idle past the TTL is ever returned.
+// A shared backend in memory, as Redis would hold it for the fleet's replicas.
+struct FakeBackend : SessionBackend {
+  std::map<std::string, std::string> values;
+  bool up = true;
+  std::vector<std::function<void()>> writes;  // done callbacks not yet run (the write is in flight)
+  Lookup get(const std::string& key, std::chrono::seconds, std::string& value) override {
+    if (!up) return Lookup::kUnavailable;
+    auto it = values.find(key);
+    if (it == values.end()) return Lookup::kAbsent;
+    value = it->second;
+    return Lookup::kFound;
+  }
+  void put(const std::string& key, std::string value, std::chrono::seconds, std::function<void()> done) override {
+    if (up) values[key] = std::move(value);
+    writes.push_back(std::move(done));
+  }
+  void erase(const std::string& key, std::function<void()> done) override {
+    if (up) values.erase(key);
+    writes.push_back(std::move(done));
+  }
+};
+
+TEST(ChatSessions, AConversationRoundTripsThroughItsSharedForm) {
+  const ChatSessions::Key key{"alice \"a\"", 7};
+  ChatSessions::Conversation c{{{"user", "héllo\n"}, {"assistant", "{\"json\": 1}"}}, 42};
+  const auto back = ChatSessions::decode(key, ChatSessions::encode(key, c));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->tokens, 42u);
+  ASSERT_EQ(back->messages.size(), 2u);
+  EXPECT_EQ(back->messages[0].content, "héllo\n");
+  EXPECT_EQ(back->messages[1].content, "{\"json\": 1}");
+  // Another user's (or session's) value is never taken for this one, nor a damaged one.
+  EXPECT_FALSE(ChatSessions::decode({"bob", 7}, ChatSessions::encode(key, c)));
+  EXPECT_FALSE(ChatSessions::decode({"alice \"a\"", 8}, ChatSessions::encode(key, c)));
+  EXPECT_FALSE(ChatSessions::decode(key, "{not json"));
+  EXPECT_NE(ChatSessions::shared_key({"a:1", 2}), ChatSessions::shared_key({"a", 12}));
+}
+
+TEST(ChatSessions, WithASharedBackendTheNextTurnFindsWhatAnotherReplicaStored) {
+  auto shared = std::make_shared<FakeBackend>();
+  ChatSessions here({}, shared), there({}, shared);
+  bool answered = false;
+  there.store({"alice", 1}, turn("hi", 10), Clock::now(), [&] { answered = true; });
+  EXPECT_FALSE(answered);  // the turn is answered once the write is over
+  for (auto& done : shared->writes) done();
+  EXPECT_TRUE(answered);
+  ASSERT_TRUE(here.find({"alice", 1}));
+  EXPECT_EQ(here.find({"alice", 1})->tokens, 10u);
+  EXPECT_FALSE(here.find({"bob", 1}));
+  // Redis away: what this replica saw last.
+  shared->up = false;
+  EXPECT_EQ(here.find({"alice", 1})->tokens, 10u);
+  // Ended on another replica: gone here too, not served from the local copy.
+  shared->up = true;
+  there.erase({"alice", 1});
+  EXPECT_FALSE(here.find({"alice", 1}));
+}
+
+TEST(ChatSessions, WithoutABackendDoneRunsAtOnce) {
+  ChatSessions sessions({});
+  int calls = 0;
+  sessions.store({"a", 1}, turn("x", 1), Clock::now(), [&] { ++calls; });
+  sessions.erase({"a", 1}, [&] { ++calls; });
+  EXPECT_EQ(calls, 2);
+}
+
 RC_GTEST_PROP(ChatSessions, BehavesLikeAnLruMapWithIdleExpiry, ()) {
   const auto ttl = std::chrono::seconds(*rc::gen::inRange(1, 50));
   const auto cap = static_cast<std::size_t>(*rc::gen::inRange(1, 6));

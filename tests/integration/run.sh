@@ -11,7 +11,8 @@ if [ ! -x "$python" ]; then
   echo "integration: $python missing; run tools/test.sh (it creates the venv with openai and pytest)" >&2
   exit 1
 fi
-export TIERGATE_BINARY="${1:?usage: run.sh path/to/tiergate}"
+export TIERGATE_BINARY="${1:?usage: run.sh path/to/tiergate [pytest arguments (default: tests/integration)]}"
+shift
 export TIERGATE_MODEL="${TIERGATE_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 if [ ! -f "$TIERGATE_MODEL" ]; then
   if [ "${CI:-}" = "true" ] || { [ -n "${TIERGATE_REQUIRE_MODEL:-}" ] && [ "$TIERGATE_REQUIRE_MODEL" != 0 ]; }; then
@@ -22,4 +23,5 @@ if [ ! -f "$TIERGATE_MODEL" ]; then
   exit 0
 fi
 cd "$root"
-exec "$python" -m pytest -q -p no:cacheprovider tests/integration
+if [ $# -eq 0 ]; then set -- tests/integration; fi
+exec "$python" -m pytest -q -p no:cacheprovider "$@"

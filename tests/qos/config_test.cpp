@@ -221,7 +221,7 @@ TEST(ConfigExtensions, WeightsAndLimitsRoundTrip) {
   ASSERT_TRUE(first.ok()) << first.describe();
   EXPECT_EQ(first.config->groups()[1].limits.max_queued, 10u);
   EXPECT_EQ(first.config->groups()[0].limits.lower_groups_step_tokens, 64);
-  EXPECT_EQ(first.config->groups()[1].limits.lower_groups_step_tokens, 0);  // the default: lower groups pause
+  EXPECT_EQ(first.config->groups()[1].limits.lower_groups_step_tokens, kDefaultLowerGroupsStepTokens);
   EXPECT_DOUBLE_EQ(*first.config->groups()[1].limits.max_queue_wait_s, 2.5);
   EXPECT_DOUBLE_EQ(first.config->weights().input, 0.5);
   ConfigParseResult second = parse(to_json(*first.config));
@@ -244,11 +244,13 @@ TEST(ConfigSummary, ExplainsEachGroupsIsolation) {
   auto config = parse(R"({"enable_user_qos": true, "user_groups": ["A", "B", "C"],
       "user_group_map": {"A": [{"id": "a", "quota_pct": 1}], "B": [{"id": "b", "quota_pct": 1}],
                          "C": [{"id": "c", "quota_pct": 1}]},
-      "group_limits": {"B": {"lower_groups_step_tokens": 32}}})").config;
+      "group_limits": {"A": {"lower_groups_step_tokens": 0}, "B": {"lower_groups_step_tokens": 32}}})").config;
   ASSERT_TRUE(config);
   const std::string summary = summarize(*config);
   EXPECT_NE(summary.find("waits for its first token, lower groups pause"), std::string::npos) << summary;
   EXPECT_NE(summary.find("lower groups get at most 32 tokens a step"), std::string::npos) << summary;
+  // C is the lowest group: nothing below it to isolate from.
+  EXPECT_EQ(summary.find("at most 16 tokens"), std::string::npos) << summary;
 }
 
 TEST(ConfigSummary, ShowsGroupsSharesAndUnknownRule) {

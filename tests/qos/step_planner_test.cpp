@@ -107,6 +107,24 @@ TEST_F(StepPlannerTest, ALongPromptBuysNoShare) {
   EXPECT_LE(std::abs(wa / 0.7 - wb / 0.3), 32 / 0.3 + 1e-9) << wa << " " << wb;
 }
 
+TEST_F(StepPlannerTest, ALongPromptDoesNotFillTheTokensAUserShortOfSequencesCannotUse) {
+  // a (70) has 7 decodes running and more waiting; b (30) prefills a 1000-token prompt. 8
+  // sequences a step: a cannot use the step's tokens, and b taking them all (work conservation)
+  // would leave it ~90 times its share of this step, repaid by starving it for the next ~70 steps.
+  for (int i = 0; i < 7; ++i) run("a", 1);
+  const RequestId long_prompt = run("b", 0, 1000, true);
+  for (int i = 0; i < 5; ++i) wait("a", 10);
+  const StepPlan p = plan(8, 512);
+  double wa = 0, wb = 0;
+  for (const StepGrant& g : p.run) {
+    if (g.id == long_prompt) wb += static_cast<double>(g.prefill_tokens);
+    if (g.decode) wa += 2;
+  }
+  for (const StepAdmission& a : p.admit) wa += static_cast<double>(a.prefill_tokens);
+  EXPECT_GT(wb, 0);
+  EXPECT_LE(std::abs(wa / 0.7 - wb / 0.3), 32 / 0.3 + 1e-9) << wa << " " << wb;
+}
+
 TEST_F(StepPlannerTest, ScavengersTakeOnlyWhatOthersLeave) {
   const RequestId scavenger = run("z", 1);
   for (int i = 0; i < 3; ++i) run("a", 1);
@@ -133,12 +151,24 @@ class IsolationTest : public StepPlannerTest {
   IsolationTest() : StepPlannerTest(three_groups(R"({"lower_groups_step_tokens": 5})")) {}
 };
 
-TEST_F(StepPlannerTest, AFirstTokenOnItsWayPausesLowerGroups) {
+class PauseTest : public StepPlannerTest {
+ protected:
+  PauseTest() : StepPlannerTest(three_groups(R"({"lower_groups_step_tokens": 0})")) {}
+};
+
+TEST_F(PauseTest, AFirstTokenOnItsWayPausesLowerGroups) {
   for (int i = 0; i < 8; ++i) run("c", 1);
   run("p", 0, 50, /*first_token_pending=*/true);
   const StepPlan p = plan(64, 512);
   ASSERT_EQ(p.run.size(), 1u);  // only the Platinum prefill: the step is as short as on an idle server
   EXPECT_EQ(p.run[0].prefill_tokens, 50);
+}
+
+TEST_F(StepPlannerTest, ByDefaultLowerGroupsKeepABatchOfDecodesMeanwhile) {
+  for (int i = 0; i < 40; ++i) run("c", 1);
+  run("p", 0, 50, /*first_token_pending=*/true);
+  const StepPlan p = plan(64, 512);
+  EXPECT_EQ(decoding(p).size(), static_cast<std::size_t>(kDefaultLowerGroupsStepTokens));
 }
 
 TEST_F(IsolationTest, LowerGroupsGetTheConfiguredTokensMeanwhile) {
@@ -159,7 +189,8 @@ TEST_F(StepPlannerTest, AHigherRequestShortOfBlocksPreemptsTheLowestMostRecentFi
   EXPECT_EQ(p.preempt, std::vector<RequestId>{new_bronze});
   ASSERT_EQ(p.admit.size(), 1u);
   EXPECT_EQ(p.admit[0].id, platinum);
-  EXPECT_TRUE(decoding(p).empty());  // and its first token is on its way: the lower groups rest
+  // Its first token is on its way: the lower groups get their default few tokens, their decodes.
+  EXPECT_EQ(decoding(p), (std::set<RequestId>{gold, old_bronze}));
   running.pop_back();                // the engine preempted the victim
   running.push_back({platinum, 1, 0, 0, 4, false});
   EXPECT_EQ(decoding(plan(64, 512, 0)), (std::set<RequestId>{gold, old_bronze, platinum}));

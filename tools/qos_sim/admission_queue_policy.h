@@ -28,6 +28,7 @@ class AdmissionQueuePolicy : public Policy {
   void finish(std::uint64_t id) override { queue_.finish(id); }
 
   const qos::AdmissionQueue& queue() const { return queue_; }
+  qos::AdmissionQueue& queue() { return queue_; }  // fleet mode: the sync drives it
 
  private:
   static qos::Clock::time_point at(double seconds);
