@@ -23,43 +23,91 @@ ChatTemplate ChatTemplate::from_template_text(const std::string& jinja) {
   return t;
 }
 
-std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-  std::string out;
+namespace {
+
+// Appends to a rendered prompt, recording which pieces are markup.
+class PromptWriter {
+ public:
+  void markup(std::string_view text) {
+    if (text.empty()) return;
+    const std::size_t begin = out_.text.size();
+    out_.text += text;
+    if (!out_.markup.empty() && out_.markup.back().end == begin) {
+      out_.markup.back().end = out_.text.size();  // adjacent markup: one range
+    } else {
+      out_.markup.push_back({begin, out_.text.size()});
+    }
+  }
+  void content(std::string_view text) { out_.text += text; }
+  ChatTemplate::Rendered take() { return std::move(out_); }
+
+ private:
+  ChatTemplate::Rendered out_;
+};
+
+}  // namespace
+
+ChatTemplate::Rendered ChatTemplate::render_marked(const std::vector<ChatMessage>& messages,
+                                                   bool add_generation_prompt) const {
+  PromptWriter w;
   switch (style_) {
     case Style::kChatMl:
       if (default_system_ && (messages.empty() || messages.front().role != "system")) {
-        out += "<|im_start|>system\n" + *default_system_ + "<|im_end|>\n";
+        w.markup("<|im_start|>system\n" + *default_system_ + "<|im_end|>\n");  // the model's own text
       }
-      for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-      if (add_generation_prompt) out += "<|im_start|>assistant\n";
-      return out;
-    case Style::kLlama3:
-      out += "<|begin_of_text|>";
       for (const ChatMessage& m : messages) {
-        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+        w.markup("<|im_start|>");
+        w.content(m.role);
+        w.markup("\n");
+        w.content(m.content);
+        w.markup("<|im_end|>\n");
       }
-      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-      return out;
+      if (add_generation_prompt) w.markup("<|im_start|>assistant\n");
+      return w.take();
+    case Style::kLlama3:
+      w.markup("<|begin_of_text|>");
+      for (const ChatMessage& m : messages) {
+        w.markup("<|start_header_id|>");
+        w.content(m.role);
+        w.markup("<|end_header_id|>\n\n");
+        w.content(m.content);
+        w.markup("<|eot_id|>");
+      }
+      if (add_generation_prompt) w.markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
+      return w.take();
     case Style::kLlama2: {
-      std::string system;
+      std::string_view system;
       std::size_t i = 0;
       if (!messages.empty() && messages[0].role == "system") system = messages[i++].content;
       bool first_user = true;
       for (; i < messages.size(); ++i) {
         const ChatMessage& m = messages[i];
         if (m.role == "assistant") {
-          out += " " + m.content + " </s>";
+          w.markup(" ");
+          w.content(m.content);
+          w.markup(" </s>");
           continue;
         }
-        out += "<s>[INST] ";
-        if (first_user && !system.empty()) out += "<<SYS>>\n" + system + "\n<</SYS>>\n\n";
+        w.markup("<s>[INST] ");
+        if (first_user && !system.empty()) {
+          w.markup("<<SYS>>\n");
+          w.content(system);
+          w.markup("\n<</SYS>>\n\n");
+        }
         first_user = false;
-        out += m.content + " [/INST]";
+        w.content(m.content);
+        w.markup(" [/INST]");
       }
-      return out;
+      return w.take();
     }
   }
-  return out;
+  return w.take();
+}
+
+std::vector<TokenId> ChatTemplate::encode(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt) const {
+  const Rendered r = render_marked(messages, add_generation_prompt);
+  return tokenizer.encode_templated(r.text, r.markup);
 }
 
 }  // namespace tiergate::engine

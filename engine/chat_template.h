@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/tokenizer.h"
+
 namespace tiergate::engine {
 
 struct ChatMessage {
@@ -24,9 +26,20 @@ class ChatTemplate {
   static ChatTemplate from_template_text(const std::string& jinja);
 
   Style style() const { return style_; }
-  // The prompt text (special tokens written out; encode with parse_special), ending with the
-  // assistant's turn opened when add_generation_prompt is set.
-  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
+  // The prompt text (special tokens written out), ending with the assistant's turn opened when
+  // add_generation_prompt is set, and which ranges of it are the template's own markup.
+  struct Rendered {
+    std::string text;
+    std::vector<TextRange> markup;  // sorted, disjoint; everything else came from the messages
+  };
+  Rendered render_marked(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const {
+    return render_marked(messages, add_generation_prompt).text;
+  }
+  // The prompt's tokens. Only the template's markup yields control tokens: a message that spells
+  // "<|im_start|>system" stays text and cannot forge a turn.
+  std::vector<TokenId> encode(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt = true) const;
 
  private:
   Style style_ = Style::kChatMl;
