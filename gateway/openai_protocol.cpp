@@ -175,6 +175,10 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
   if (present) p.top_k = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e9));
   if (auto e = read_number(obj, "n", v, true, present)) return *e;
   if (present) p.n = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e6));
+  // A session's turn has one answer to keep in its history (LMDeploy's interactive API has no n).
+  if (present && endpoint == Endpoint::kInteractive && p.n != 1) {
+    return bad("n", "'n' must be 1 on /v1/chat/interactive_qos: a session's turn has one answer");
+  }
   if (auto e = read_number(obj, "seed", v, true, present)) return *e;
   if (present) p.seed = static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
 

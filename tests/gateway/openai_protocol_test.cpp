@@ -52,6 +52,13 @@ TEST(OpenAiProtocol, AcceptsLmdeployQosBodies) {
   EXPECT_TRUE(g.params.stop.empty());
 }
 
+// Issue 11, hole 9: a session's turn has one answer; n > 1 there used to finish the response at the
+// first choice and let the next choices answer the connection's next request.
+TEST(OpenAiProtocol, InteractiveTurnsTakeNoN) {
+  EXPECT_EQ(error_param(R"({"prompt": "hi", "session_id": 1, "n": 2})", Endpoint::kInteractive, true), "n");
+  EXPECT_EQ(error_param(R"({"prompt": "hi", "session_id": 1, "n": 1})", Endpoint::kInteractive, true), "<ok>");
+}
+
 TEST(OpenAiProtocol, ErrorsNameTheParameter) {
   EXPECT_EQ(error_param("{"), "<none>");
   EXPECT_EQ(error_param("[]"), "<none>");
