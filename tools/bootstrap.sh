@@ -7,6 +7,7 @@ packages=(
   cmake ninja-build ccache g++ pkg-config
   libboost1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
   librapidcheck-dev libgtest-dev
+  prometheus  # promtool, which checks /metrics' exposition in the integration tests
 )
 
 missing=()
