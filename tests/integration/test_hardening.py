@@ -34,7 +34,7 @@ def standin(tmp_path_factory):
 def engine(tmp_path_factory):
     require_model()
     server = Server(tmp_path_factory.mktemp("engine"), "--kv-cache-blocks", "1024", "--threads", "2",
-                    "--max-num-seqs", "4", "--write-timeout", "1")
+                    "--max-num-seqs", "4", "--read-timeout", "3")
     yield server
     server.stop()
 
@@ -60,27 +60,6 @@ def test_tls_handshake_that_never_starts_times_out(standin):
         assert raw.recv(1) == b"", "a connection that never sent a TLS hello stayed open"
     finally:
         raw.close()
-
-
-def test_slowloris_headers_one_byte_a_second_are_cut_off(standin):
-    with standin.connect() as c:
-        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        sent = 0
-        c.sock.settimeout(1.0)
-        closed = False
-        for _ in range(20):  # 20 s of dribbling if nothing stops it; the read timeout is 3 s
-            try:
-                c.send(b"X")
-                sent += 1
-                if c.sock.recv(1) == b"":
-                    closed = True
-                    break
-            except (socket.timeout, TimeoutError):
-                continue
-            except (OSError, ssl.SSLError):
-                closed = True
-                break
-        assert closed and sent <= 8, f"the slow request was not cut off ({sent} bytes sent)"
 
 
 def test_a_client_that_stops_reading_is_dropped(tmp_path):
@@ -418,3 +397,126 @@ def test_secret_files_are_written_0600_and_readable_ones_warned_about(tmp_path):
         assert f"chmod 600 {state / 'tls/key.pem'}" in log
     finally:
         again.stop()
+
+
+# --- the hostile-request table --------------------------------------------------------------------
+
+def post(body, path="/v1/chat/completions", extra_headers=""):
+    body = body if isinstance(body, bytes) else body.encode()
+    return lambda key: (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n{extra_headers}"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def raw(text):
+    return lambda key: text.replace("KEY", key).encode() if isinstance(text, str) else text
+
+
+def msgs(content="hi"):
+    return [{"role": "user", "content": content}]
+
+
+def body(**fields):
+    return json.dumps({"messages": msgs(), "max_tokens": 2, **fields})
+
+
+# (name, request bytes given alice's key, expected status or "closed", the error's param when 400)
+HOSTILE = [
+    ("invalid utf-8 in a string", post(b'{"messages": [{"role": "user", "content": "\xff\xfe\xc0"}]}'), 400, None),
+    ("invalid utf-8 in a key", post(b'{"mess\xffages": []}'), 400, None),
+    ("deep nesting", post('{"messages": ' + "[" * 50000 + "]" * 50000 + "}"), 400, None),
+    ("a 10 MB string", post(json.dumps({"messages": msgs("x" * (10 << 20))})), 413, None),
+    ("a 3 MB string past the context", post(json.dumps({"messages": msgs("hello " * 500000)})), 400, "prompt"),
+    ("NaN", post('{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'), 400, None),
+    ("Infinity", post('{"messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}'), 400, None),
+    ("a number past double", post('{"messages": [{"role": "user", "content": "hi"}], "temperature": 1e999}'), 400, None),
+    ("temperature past float", post(body(temperature=1e300)), 400, "temperature"),
+    ("huge n", post(body(n=10 ** 9)), 400, "n"),
+    ("huge max_tokens", post(body(max_tokens=10 ** 15)), 400, "max_tokens"),
+    ("huge top_logprobs", post(body(logprobs=True, top_logprobs=10 ** 9)), 400, "top_logprobs"),
+    ("an integer past 64 bits", post(body(seed=10 ** 30)), 400, None),
+    ("a seed past 64 bits", post(body(seed=1e30)), 400, "seed"),
+    ("largest unsigned seed", post(body(seed=2 ** 64 - 1)), 200, None),
+    ("negative seed", post(body(seed=-(2 ** 63))), 200, None),
+    ("stream as a string", post(body(stream="yes")), 400, "stream"),
+    ("ignore_eos as a string", post(body(ignore_eos="true")), 400, "ignore_eos"),
+    ("model as a number", post(body(model=7)), 400, "model"),
+    ("stream_options as a list", post(body(stream=True, stream_options=[1])), 400, "stream_options"),
+    ("empty messages", post(json.dumps({"messages": []})), 400, "messages"),
+    ("messages as an object", post(json.dumps({"messages": {"role": "user"}})), 400, "messages"),
+    ("a wrong role", post(json.dumps({"messages": [{"role": "root", "content": "x"}]})), 400, "messages"),
+    ("a role that is a number", post(json.dumps({"messages": [{"role": 1, "content": "x"}]})), 400, "messages"),
+    ("content as a number", post(json.dumps({"messages": [{"role": "user", "content": 5}]})), 400, "messages"),
+    ("huge session_id", post(json.dumps({"prompt": "hi", "session_id": 2 ** 64 - 1, "user_id": "user_id1"}),
+                             path="/v1/chat/interactive_qos"), 400, "session_id"),
+    ("the body is not an object", post("[1, 2, 3]"), 400, None),
+    ("trailing garbage", post(body() + "}}"), 400, None),
+    ("an empty body", post(""), 400, None),
+    ("header injection: a bare CR in a value", raw("GET /health HTTP/1.1\r\nHost: x\r\nX-A: b\rSet-Cookie: c\r\n\r\n"), 400, None),
+    ("header injection: a space in a name", raw("GET /health HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n"), 400, None),
+    ("header injection: a LF in the target", raw("GET /he\nalth HTTP/1.1\r\nHost: x\r\n\r\n"), 400, None),
+    ("Content-Length and Transfer-Encoding", raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                                 "Authorization: Bearer KEY\r\nContent-Length: 4\r\n"
+                                                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400, None),
+    ("two Content-Lengths", raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                "Content-Length: 3\r\n\r\n{}x"), 400, None),
+    ("a negative Content-Length", raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400, None),
+    ("a bad chunk size", raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "zz\r\n{}\r\n0\r\n\r\n"), 400, None),
+    ("chunked, well formed", raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer KEY\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n" + "%x\r\n%s\r\n0\r\n\r\n" % (len(body()), body())),
+     200, None),
+    ("missing Host on HTTP/1.1", raw("GET /health HTTP/1.1\r\n\r\n"), 400, None),
+    ("HTTP/1.0 without Host", raw("GET /health HTTP/1.0\r\n\r\n"), 200, None),
+    ("HTTP/2 preface", raw("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 400, None),
+    ("not HTTP at all", raw("hello there\r\n\r\n"), 400, None),
+    ("an unknown method", raw("BREW /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"), 405, None),
+    ("an unknown Expect", raw("GET /health HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n"), 417, None),
+    ("headers past 16 KiB", raw("GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + "p" * 17000 + "\r\n\r\n"), 431, None),
+    ("a body shorter than its Content-Length", raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                                   "Content-Length: 100\r\n\r\n{}"), "closed", None),
+    ("pipelined: two requests in one write", raw("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                                 "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer KEY\r\n\r\n"),
+     [200, 200], None),
+    ("plain HTTP to the TLS port", raw("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"), "plain-400", None),
+    ("slowloris: headers one byte a second", "slowloris", "closed", None),
+]
+
+
+@pytest.mark.parametrize("name,request_bytes,expected,param", HOSTILE, ids=[row[0] for row in HOSTILE])
+def test_hostile_request(engine, name, request_bytes, expected, param):
+    key = engine.keys["alice"]
+    if expected == "plain-400":
+        with Conn(engine.port, tls=False, timeout=15) as c:
+            c.send(request_bytes(key))
+            status, headers, answer = c.read_response()
+        assert status == 400 and b"HTTPS" in answer
+        return
+    with engine.connect(timeout=30) as c:
+        if request_bytes == "slowloris":
+            c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            c.sock.settimeout(1.0)
+            for sent in range(20):  # the server's read timeout is 3 s
+                try:
+                    c.send(b"X")
+                    if c.sock.recv(1) == b"":
+                        break
+                except (socket.timeout, TimeoutError):
+                    continue
+                except (OSError, ssl.SSLError):
+                    break
+            assert sent <= 8, "a request dribbled one byte a second was not cut off"
+            return
+        c.send(request_bytes(key))
+        if expected == "closed":
+            assert c.closed_by_peer(within=10) and not c.buf.startswith(b"HTTP/1.1 2")
+            return
+        statuses = expected if isinstance(expected, list) else [expected]
+        for want in statuses:
+            status, _, answer = c.read_response()
+            assert status == want, answer[:300]
+            if status >= 400:
+                error = json.loads(answer)["error"]  # every error is OpenAI-shaped JSON
+                assert error["message"]
+                if param:
+                    assert error["param"] == param, error
+    assert engine.proc.poll() is None  # and the server is still there
