@@ -268,7 +268,10 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       if (rq.stream) gen->sink->stream(interactive_chunk(o.text, o.completion_tokens, finish));
       if (finish.empty()) return;
       count(route_copy, 200);
-      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
+      // A turn cut short by the client's leaving is not history: that client never saw the reply.
+      if (o.finish != engine::FinishReason::kCancelled) {
+        end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text);
+      }
       if (rq.stream) {
         gen->sink->end_stream();
       } else {

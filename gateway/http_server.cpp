@@ -43,6 +43,7 @@ struct Shared {
   ConnectionLimiter limiter;
   net::thread_pool* workers = nullptr;  // owned by HttpServer::Impl, which outlives every session
   std::atomic<std::size_t> active_requests{0};
+  std::atomic<std::size_t> sessions{0};
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> refused_total{0};
   std::atomic<std::uint64_t> refused_per_client{0};
@@ -70,8 +71,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
  public:
   Session(Stream&& stream, Shared& shared, std::string client)
-      : stream_(std::move(stream)), shared_(shared), client_(std::move(client)), timer_(stream_.get_executor()) {}
+      : stream_(std::move(stream)), shared_(shared), client_(std::move(client)), timer_(stream_.get_executor()) {
+    ++shared_.sessions;
+  }
   ~Session() {
+    --shared_.sessions;
     if (in_request_) --shared_.active_requests;
     if (request_id_ != 0) shared_.handler.cancel(request_id_);  // the client went away mid-request
     release_slot();
@@ -502,6 +506,7 @@ struct HttpServer::Impl : TransportStatsSource {
   TransportStats transport_stats() const override {
     TransportStats s;
     s.connections = shared.limiter.open();
+    s.sessions = shared.sessions;
     s.requests_in_flight = shared.active_requests;
     s.refused_total_limit = shared.refused_total;
     s.refused_per_client_limit = shared.refused_per_client;

@@ -100,6 +100,9 @@ std::string Api::metrics(MetricsView view, const ApiKey* key) const {
   if (have_transport) {
     m.family("tiergate_http_connections", "gauge", "Open client connections.");
     m.sample("tiergate_http_connections", {}, static_cast<double>(t.connections));
+    m.family("tiergate_http_sessions", "gauge",
+             "Connection objects alive: the open ones and closed ones that a request winding down still holds.");
+    m.sample("tiergate_http_sessions", {}, static_cast<double>(t.sessions));
     m.family("tiergate_http_requests_in_flight", "gauge", "Requests read and not yet fully answered.");
     m.sample("tiergate_http_requests_in_flight", {}, static_cast<double>(t.requests_in_flight));
     m.family("tiergate_http_connections_refused_total", "counter", "Connections closed at accept, by the cap that refused them.");

@@ -44,6 +44,7 @@ class ResponseSink {
 // Counters the transport keeps, for /metrics.
 struct TransportStats {
   std::size_t connections = 0;        // open now
+  std::size_t sessions = 0;           // connection objects alive: open ones, and closed ones a request still holds
   std::size_t requests_in_flight = 0; // read, not yet fully answered
   std::uint64_t refused_total_limit = 0;       // connections closed at accept: server-wide cap
   std::uint64_t refused_per_client_limit = 0;  // ... the client address's cap
