@@ -39,6 +39,14 @@ class PromptWriter {
     }
   }
   void content(std::string_view text) { out_.text += text; }
+  // One message: markup, the role, markup, the content, markup.
+  void turn(std::string_view open, const ChatMessage& m, std::string_view between, std::string_view close) {
+    markup(open);
+    content(m.role);
+    markup(between);
+    content(m.content);
+    markup(close);
+  }
   ChatTemplate::Rendered take() { return std::move(out_); }
 
  private:
@@ -55,24 +63,12 @@ ChatTemplate::Rendered ChatTemplate::render_marked(const std::vector<ChatMessage
       if (default_system_ && (messages.empty() || messages.front().role != "system")) {
         w.markup("<|im_start|>system\n" + *default_system_ + "<|im_end|>\n");  // the model's own text
       }
-      for (const ChatMessage& m : messages) {
-        w.markup("<|im_start|>");
-        w.content(m.role);
-        w.markup("\n");
-        w.content(m.content);
-        w.markup("<|im_end|>\n");
-      }
+      for (const ChatMessage& m : messages) w.turn("<|im_start|>", m, "\n", "<|im_end|>\n");
       if (add_generation_prompt) w.markup("<|im_start|>assistant\n");
       return w.take();
     case Style::kLlama3:
       w.markup("<|begin_of_text|>");
-      for (const ChatMessage& m : messages) {
-        w.markup("<|start_header_id|>");
-        w.content(m.role);
-        w.markup("<|end_header_id|>\n\n");
-        w.content(m.content);
-        w.markup("<|eot_id|>");
-      }
+      for (const ChatMessage& m : messages) w.turn("<|start_header_id|>", m, "<|end_header_id|>\n\n", "<|eot_id|>");
       if (add_generation_prompt) w.markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
       return w.take();
     case Style::kLlama2: {
