@@ -592,6 +592,7 @@ struct HttpServer::Impl : TransportStatsSource {
     beast::error_code ignored;
     acceptor.close(ignored);
     accept_timer.cancel();
+    shared.handler.begin_shutdown();
     deadline = std::chrono::steady_clock::now() + shared.options.shutdown_deadline;
     poll_drain();
   }

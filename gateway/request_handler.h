@@ -75,6 +75,9 @@ class RequestHandler {
   virtual void reload_files() {}
   // Called about once a second: reload the files whose contents changed.
   virtual void reload_changed_files() {}
+  // SIGTERM/SIGINT or stop(): the server has stopped accepting and waits (its shutdown deadline) for
+  // the requests in flight to be answered; queued ones should be answered now (503 / final event).
+  virtual void begin_shutdown() {}
   // The server registers itself while it runs (nullptr when it stops).
   virtual void set_transport(const TransportStatsSource* /*transport*/) {}
 };

@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
   librapidcheck-dev libgtest-dev
   prometheus  # promtool, which checks /metrics' exposition in the integration tests
+  clang-16 libclang-rt-16-dev  # sanitizer and libFuzzer builds (clang 14 lacks C++20 binding captures)
 )
 
 missing=()
