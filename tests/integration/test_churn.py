@@ -4,13 +4,21 @@ no connection or request in flight, no file descriptor more than before, RSS bac
 The n > 1 stage is the leak of hole 3 (the engine service waits for choices that never report);
 its fix is in gateway/engine_service.*, so until it lands that test is an expected failure."""
 import json
-import threading
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tg_http import Conn, Server, metric_value, require_model, wait_for
+from tg_http import Server, metric_samples, metric_value, require_model, wait_for
+
+# Under the sanitizers (tools/sanitize.sh) the engine is several times slower: a quarter of the rounds.
+SCALE = float(os.environ.get("TIERGATE_CHURN_SCALE", "1"))
+
+
+def scaled(n):
+    return max(1, round(n * SCALE))
+
 
 LONG_PROMPT = "The history of the river and the town that grew along its banks. " * 110  # ~1500 tokens
 
@@ -32,17 +40,13 @@ def stream_body(max_tokens=200, **extra):
 def settled(server):
     """Everything a request can hold is back to zero (the /metrics request itself aside)."""
     text = server.metrics()
-    waiting = sum(float(v) for v in _samples(text, "tiergate_queue_waiting"))
-    running = sum(float(v) for v in _samples(text, "tiergate_running"))
+    waiting = sum(metric_samples(text, "tiergate_queue_waiting"))
+    running = sum(metric_samples(text, "tiergate_running"))
     return (metric_value(text, "tiergate_kv_blocks", state="active") == 0 and waiting == 0 and running == 0
             and metric_value(text, "tiergate_engine_running_requests") == 0
             and metric_value(text, "tiergate_http_connections") == 1
             and metric_value(text, "tiergate_http_sessions") == 1
             and metric_value(text, "tiergate_http_requests_in_flight") == 1)
-
-
-def _samples(text, name):
-    return [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + "{")]
 
 
 def first_event_then_leave(server, body, path="/v1/chat/completions"):
@@ -74,7 +78,7 @@ def test_disconnecting_at_every_stage_leaves_nothing_behind(server):
     # 1. Queued: two long streams fill the batch (--max-num-seqs 2); fifty more wait in the queue,
     #    then all fifty hang up at once. Six rounds.
     holders = hold_the_batch(server)
-    for _ in range(6):
+    for _ in range(scaled(6)):
         waiting = []
         for i in range(50):
             c = server.connect(timeout=60)
@@ -82,7 +86,7 @@ def test_disconnecting_at_every_stage_leaves_nothing_behind(server):
                            body=json.dumps({"prompt": "queued", "max_tokens": 8, "user": f"churn-q{i % 5}"}),
                            key=server.keys["saas"])
             waiting.append(c)
-        assert wait_for(lambda: sum(float(v) for v in _samples(server.metrics(), "tiergate_queue_waiting")) >= 50, 60)
+        assert wait_for(lambda: sum(metric_samples(server.metrics(), "tiergate_queue_waiting")) >= 50, 60)
         for c in waiting:
             c.close()
         leaves += len(waiting)
@@ -99,8 +103,8 @@ def test_disconnecting_at_every_stage_leaves_nothing_behind(server):
                            key=server.keys["saas"])
             time.sleep((i % 11) * 0.05)
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(prefill_and_leave, range(60)))
-    leaves += 60
+        list(pool.map(prefill_and_leave, range(scaled(60))))
+    leaves += scaled(60)
     assert wait_for(lambda: settled(server), 60), "prefilling requests left something behind"
     stage("prefilling")
 
@@ -118,16 +122,17 @@ def test_disconnecting_at_every_stage_leaves_nothing_behind(server):
                                                        "interactive_mode": True, "request_output_len": 300,
                                                        "stream": True}), "/v1/chat/interactive_qos")
     with ThreadPoolExecutor(6) as pool:
-        list(pool.map(mid_stream, range(640)))
-    leaves += 640
+        list(pool.map(mid_stream, range(scaled(640))))
+    leaves += scaled(640)
     assert wait_for(lambda: settled(server), 60), "mid-stream disconnects left something behind"
     assert metric_value(server.metrics(), "tiergate_interactive_sessions") == 0
     stage("mid-stream")
 
-    assert leaves >= 1000
+    assert leaves >= scaled(1000)
     fds, rss = server.pid_fds(), server.rss_kib()
     assert fds <= fds0 + 1, f"file descriptors {fds0} -> {fds}"  # + the /metrics connection at most
-    assert rss <= rss0 * 1.10 + 8 * 1024, f"RSS {rss0} KiB -> {rss} KiB after {leaves} disconnects"
+    if not os.environ.get("TIERGATE_UNDER_SANITIZER"):  # ASan's quarantine keeps freed memory by design
+        assert rss <= rss0 * 1.10 + 8 * 1024, f"RSS {rss0} KiB -> {rss} KiB after {leaves} disconnects"
 
 
 def hold_the_batch(server):
@@ -152,7 +157,7 @@ def test_disconnecting_from_n2_requests_before_the_fork_leaves_nothing_behind(se
         c.send_request("POST", "/v1/chat/completions", body=stream_body(50, n=2, user="churn-n2"),
                        key=server.keys["saas"])
         waiting.append(c)
-    assert wait_for(lambda: sum(float(v) for v in _samples(server.metrics(), "tiergate_queue_waiting")) >= 20, 60)
+    assert wait_for(lambda: sum(metric_samples(server.metrics(), "tiergate_queue_waiting")) >= 20, 60)
     for c in waiting + holders:
         c.close()
     assert wait_for(lambda: settled(server), 60), "cancelled n=2 requests left something behind"

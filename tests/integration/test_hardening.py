@@ -264,6 +264,10 @@ def test_expect_100_continue_is_answered_before_the_body(standin):
 def test_accept_errors_back_off_instead_of_spinning(tmp_path):
     """Out of file descriptors, a server that re-accepts at once spins a core at 100%."""
     require_model()
+    if os.environ.get("TIERGATE_UNDER_SANITIZER"):
+        # ASan and UBSan open files of their own (/proc/self/maps, a probe pipe) and abort or misreport
+        # when the process has none left; the release run checks this.
+        pytest.skip("the sanitizer runtimes need file descriptors of their own")
 
     def few_fds():
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))

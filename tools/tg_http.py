@@ -1,6 +1,7 @@
-"""Raw HTTP/1.x over TLS (or plain TCP) for the hardening tests: what an attacker or an odd client
-sends, byte for byte, without a client library smoothing it over. Also starting a tiergate server
-for a test and reading its /metrics."""
+"""Raw HTTP/1.x over TLS (or plain TCP) to a tiergate server, byte for byte, without a client
+library smoothing it over: what an attacker or an odd client sends. Also starting a server on
+127.0.0.1 with a state directory of its own and reading its /metrics. Used by the hardening and
+churn tests (tests/integration, through its conftest.py) and by tools/soak.py."""
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BINARY = Path(os.environ.get("TIERGATE_BINARY", ROOT / "build/release/gateway/tiergate"))
 MODEL = Path(os.environ.get("TIERGATE_MODEL", ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 
@@ -100,18 +101,22 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def metric_value(text, name, **labels):
-    """The value of one sample; labels given must match exactly (others may be present)."""
+def metric_samples(text, name, **labels):
+    """The values of every sample of `name` whose labels include `labels`."""
     found = []
     for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
         m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
         if not m or m.group(1) != name:
             continue
         have = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
         if all(have.get(k) == v for k, v in labels.items()):
             found.append(float(m.group(4)))
+    return found
+
+
+def metric_value(text, name, **labels):
+    """The value of one sample; labels given must match exactly (others may be present)."""
+    found = metric_samples(text, name, **labels)
     assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
     return found[0]
 
