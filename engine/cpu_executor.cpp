@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "kernels/check.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/quant.h"
@@ -14,14 +16,16 @@ namespace tiergate::engine {
 namespace kc = kernels::cpu;
 
 CpuExecutor::CpuExecutor(const Model& model, KvCache& cache, std::size_t threads)
-    : model_(model), cache_(cache), pool_(threads) {}
+    : model_(model), cache_(cache), pool_(threads) {
+  kc::active_kernels();  // decides the ISA level now: a bad TIERGATE_CPU_ISA fails at start-up
+}
 
 void CpuExecutor::linear(const Weight& w, const float* x, float* y, std::size_t tokens) {
   kc::matmul({w.data, w.type, w.rows, w.cols, x, y, tokens}, pool_, scratch_);
 }
 
 std::string CpuExecutor::describe() const {
-  return "CPU, " + std::to_string(pool_.size()) + " threads, KV cache " + std::to_string(cache_.num_blocks()) +
+  return "CPU (" + kc::describe_cpu() + "), " + std::to_string(pool_.size()) + " threads, KV cache " + std::to_string(cache_.num_blocks()) +
          " blocks of " + std::to_string(cache_.block_size()) + " tokens (" + std::to_string(cache_.bytes() >> 20) +
          " MiB)";
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "engine/engine.h"
 #include "kernels/check.h"
 #include "kernels/cuda/batch_ops.h"
 #include "kernels/cuda/dequant.h"
@@ -40,6 +41,22 @@ void ensure(kc::DeviceBuffer& buffer, std::size_t bytes) {
   buffer = kc::DeviceBuffer(std::max(bytes, buffer.bytes() * 3 / 2));
 }
 
+// Batch buckets of graph-replayed decode steps (see run_graph).
+constexpr std::size_t kGraphBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+// Attention params of `tokens` decode tokens over tables `max_blocks` wide: sizes only, no pointer.
+kernels::PagedAttentionParams decode_shape(const ModelConfig& c, const CudaExecutorOptions& o, std::size_t tokens,
+                                           std::size_t max_blocks) {
+  kernels::PagedAttentionParams p;
+  p.kv = {nullptr, nullptr, o.kv_dtype, 1, o.block_size, c.kv_heads, c.head_dim};
+  p.layout.max_blocks_per_seq = max_blocks;
+  p.layout.num_tokens = tokens;
+  p.num_heads = c.heads;
+  return p;
+}
+
 struct GpuWeight {
   kc::DeviceBuffer data;  // [rows, cols] in the weight dtype (norms: F32)
   std::size_t rows = 0, cols = 0;
@@ -50,6 +67,85 @@ struct GpuLayer {
 };
 
 }  // namespace
+
+CudaExecutorOptions cuda_executor_options(const EngineConfig& config) {
+  CudaExecutorOptions options;
+  options.block_size = config.block_size;
+  options.num_blocks = config.num_blocks;
+  options.kv_cache_memory_fraction = config.kv_cache_memory_fraction;
+  options.kv_dtype = config.kv_dtype;
+  options.cuda_graphs = config.cuda_graphs;
+  // A step holds every running sequence's decode token plus prefill chunks up to the budget.
+  options.max_batch_tokens = config.token_budget + config.max_running;
+  options.max_sequences = config.max_running;
+  return options;
+}
+
+CudaStepLimits cuda_step_limits(const ModelConfig& config, const CudaExecutorOptions& options) {
+  CudaStepLimits limits;
+  limits.tokens = options.max_batch_tokens;
+  limits.sequences = options.max_sequences > 0 ? std::min(options.max_sequences, limits.tokens) : limits.tokens;
+  if (options.cuda_graphs) {
+    // Decode steps of up to 256 sequences replay a graph padded to the next batch bucket.
+    const std::size_t most = kGraphBatches[std::size(kGraphBatches) - 1];
+    const std::size_t graphed = options.max_sequences > 0 ? std::min(options.max_sequences, most) : most;
+    const std::size_t bucket = *std::lower_bound(std::begin(kGraphBatches), std::end(kGraphBatches), graphed);
+    limits.tokens = std::max(limits.tokens, bucket);
+    limits.sequences = std::max(limits.sequences, bucket);
+  }
+  if (config.context_length > 0) {
+    limits.max_blocks = ceil_div(config.context_length, options.block_size);
+  } else if (options.num_blocks > 0) {
+    limits.max_blocks = options.num_blocks;
+  }
+  return limits;
+}
+
+std::size_t CudaStepBytes::total() const {
+  return x + h + q + attn + k + v + gate + up + h_half + selected + logits + tokens + positions + token_seq +
+         logit_rows + block_tables + draw_logits + sampling_workspace;
+}
+
+CudaStepBytes cuda_step_bytes(const ModelConfig& c, DType weight_dtype, const CudaStepLimits& limits) {
+  const std::size_t T = limits.tokens, S = std::max<std::size_t>(limits.sequences, 1);
+  const std::size_t dim = c.dim, q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
+  const std::size_t f32 = sizeof(float), i32 = sizeof(std::int32_t);
+  CudaStepBytes b;
+  b.x = b.h = T * dim * f32;
+  b.q = b.attn = T * q_width * f32;
+  b.k = b.v = T * kv_width * f32;
+  b.gate = b.up = T * c.ffn_dim * f32;
+  b.h_half = T * std::max({dim, q_width, c.ffn_dim}) * kernels::block_bytes(weight_dtype);
+  b.selected = S * dim * f32;
+  b.logits = S * c.vocab_size * f32;
+  b.tokens = b.positions = b.token_seq = std::max<std::size_t>(T, 1) * i32;
+  b.logit_rows = S * i32;
+  b.block_tables = S * std::max<std::size_t>(limits.max_blocks, 1) * i32;
+  b.draw_logits = S * c.vocab_size * f32;
+  b.sampling_workspace = kc::sampling_workspace_bytes(static_cast<std::int32_t>(S), static_cast<std::int32_t>(c.vocab_size));
+  return b;
+}
+
+std::size_t cuda_decode_workspace_bytes(const ModelConfig& config, const CudaExecutorOptions& options,
+                                        const CudaStepLimits& limits, int sm_count) {
+  if (limits.max_blocks == 0) return 0;
+  // The split grows with the context (more 256-key chunks to spread), so the longest context the
+  // tables hold bounds every shorter one; the token count moves it both ways: try each.
+  kc::AttentionBatchShape shape;
+  shape.max_context_len = limits.max_blocks * options.block_size;
+  std::size_t most = 0;
+  for (std::size_t n = 1; n <= limits.tokens; ++n)
+    most = std::max(most, kc::paged_attention_workspace_bytes(decode_shape(config, options, n, limits.max_blocks),
+                                                              shape, sm_count));
+  return most;
+}
+
+std::size_t cuda_kv_blocks(std::size_t free_bytes, double fraction, std::size_t block_bytes) {
+  if (block_bytes == 0 || !(fraction > 0)) return 0;
+  const double budget = std::min(fraction, 1.0) * static_cast<double>(free_bytes);
+  const auto fit = static_cast<std::size_t>(budget / static_cast<double>(block_bytes));
+  return fit > 0 ? fit - 1 : 0;  // one block is the scratch block
+}
 
 struct CudaExecutor::Impl {
   ModelConfig config;
@@ -82,11 +178,8 @@ struct CudaExecutor::Impl {
                                std::to_string(c.kv_heads) + ")");
     if (options.weight_dtype != DType::kF16 && options.weight_dtype != DType::kBF16)
       throw std::runtime_error("CUDA executor: weights must be F16 or BF16");
-    kernels::PagedKv kv{nullptr, nullptr, options.kv_dtype, 1, options.block_size, c.kv_heads, c.head_dim};
-    kernels::TokenLayout no_tokens;
-    no_tokens.max_blocks_per_seq = 1;
-    kernels::PagedAttentionParams p{kv, no_tokens, nullptr, nullptr, c.heads, 1.0f};
-    if (auto s = kc::validate_paged_attention(p, {}); !s.ok()) throw std::runtime_error("CUDA executor: " + s.error);
+    if (auto s = kc::validate_paged_attention_shape(decode_shape(c, options, 1, 1), {}); !s.ok())
+      throw std::runtime_error("CUDA executor: " + s.error);
     if (auto e = kc::rope_error(1, c.heads, c.head_dim, c.rope_dims, c.rope_base); !e.empty())
       throw std::runtime_error("CUDA executor: " + e);
   }
@@ -94,7 +187,7 @@ struct CudaExecutor::Impl {
   GpuWeight norm_from(const Weight& w) {
     if (w.type != DType::kF32) throw std::runtime_error("CUDA executor: norm weights must be F32 in the file");
     GpuWeight g{kc::DeviceBuffer(w.rows * w.cols * sizeof(float)), w.rows, w.cols};
-    g.data.upload(w.data, g.data.bytes());
+    g.data.upload(w.data, g.data.bytes(), stream.handle());
     return g;
   }
 
@@ -103,7 +196,7 @@ struct CudaExecutor::Impl {
       throw std::runtime_error("CUDA executor: " + e);
     const std::size_t bytes = w.rows * kernels::row_bytes(w.type, w.cols);
     ensure(staging, bytes);
-    staging.upload(w.data, bytes);
+    staging.upload(w.data, bytes, stream.handle());
     GpuWeight g{kc::DeviceBuffer(w.rows * w.cols * dtype_bytes(options.weight_dtype)), w.rows, w.cols};
     must(kc::dequantize_rows(w.type, staging.get(), w.rows, w.cols, options.weight_dtype, g.data.get(),
                              stream.handle()));
@@ -126,28 +219,55 @@ struct CudaExecutor::Impl {
     return g;
   }
 
+  // Before the KV pool: the buffers of the largest step the engine sends (options'
+  // max_batch_tokens), so that the pool's share of free memory is taken from what they leave.
+  void reserve_largest_step() {
+    const CudaStepLimits limits = cuda_step_limits(config, options);
+    if (limits.tokens == 0) return;
+    const CudaStepBytes bytes = cuda_step_bytes(config, options.weight_dtype, limits);
+    reserve(bytes);
+    // The draws of a step: one per sequence (n > 1 forks and long penalty histories may grow them).
+    const std::size_t draws = std::max<std::size_t>(limits.sequences, 1);
+    ensure(draw_logits, bytes.draw_logits);
+    ensure(sampling_workspace, bytes.sampling_workspace);
+    ensure(next_tokens, bytes.logit_rows);
+    for (kc::DeviceBuffer* b : {&draw_rows, &draw_tokens, &draw_logprobs}) ensure(*b, bytes.logit_rows);
+    ensure(draw_params, draws * sizeof(kernels::SamplingRowParams));
+    ensure(history_offsets, (draws + 1) * sizeof(std::int32_t));
+    grow(attn_workspace, cuda_decode_workspace_bytes(config, options, limits, kc::device_info().sm_count));
+  }
+
   void allocate_kv() {
     const ModelConfig& c = config;
     const std::size_t per_block = options.block_size * c.kv_heads * c.head_dim * dtype_bytes(options.kv_dtype);
+    const std::size_t block_bytes = 2 * c.layers * per_block;  // keys and values of every layer
+    stream.synchronize();  // the weights and reserved buffers are in place: free memory is what is left
+    const std::size_t free_bytes = kc::device_info().free_memory;
     std::size_t blocks = options.num_blocks;
     if (blocks == 0) {
-      const kc::DeviceInfo info = kc::device_info();
-      const double budget = options.kv_cache_memory_fraction * static_cast<double>(info.free_memory);
-      blocks = static_cast<std::size_t>(budget / static_cast<double>(2 * c.layers * per_block));
-      blocks = blocks > 0 ? blocks - 1 : 0;  // room for the scratch block
+      blocks = cuda_kv_blocks(free_bytes, options.kv_cache_memory_fraction, block_bytes);
+      if (blocks == 0)
+        throw std::runtime_error("CUDA executor: no device memory left for the KV cache after the weights (" +
+                                 std::to_string(weight_bytes >> 20) + " MiB) and the buffers of a " +
+                                 std::to_string(options.max_batch_tokens) + "-token step (" +
+                                 std::to_string(step_bytes() >> 20) + " MiB); " + std::to_string(free_bytes >> 20) +
+                                 " MiB free: raise --kv-cache-memory-fraction or lower the token budget");
+    } else if ((blocks + 1) * block_bytes > free_bytes) {
+      throw std::runtime_error("CUDA executor: " + std::to_string(blocks) + " KV blocks need " +
+                               std::to_string(((blocks + 1) * block_bytes) >> 20) + " MiB but " +
+                               std::to_string(free_bytes >> 20) + " MiB are free; lower --num-blocks");
     }
-    if (blocks == 0)
-      throw std::runtime_error("CUDA executor: no device memory left for the KV cache after the weights (" +
-                               std::to_string(weight_bytes >> 20) + " MiB); raise --kv-cache-memory-fraction");
     // One block past the pool the BlockManager accounts for: the scratch block that padding
     // tokens of graph-replayed decode steps write and read.
     num_blocks = blocks;
     layer_kv_bytes = (blocks + 1) * per_block;
     k_cache = kc::DeviceBuffer(c.layers * layer_kv_bytes);
     v_cache = kc::DeviceBuffer(c.layers * layer_kv_bytes);
-    const std::size_t context_blocks = (c.context_length + options.block_size - 1) / options.block_size;
+    // Zeroed, so that a slot no step has written reads as 0 on every run, as in the CPU's pool.
+    k_cache.zero(stream.handle());
+    v_cache.zero(stream.handle());
+    const std::size_t context_blocks = ceil_div(c.context_length, options.block_size);
     graph_max_blocks = std::min(context_blocks > 0 ? context_blocks : blocks, blocks);
-    if (options.cuda_graphs) reserve_for_graphs();
   }
 
   kernels::PagedKv layer_kv(std::size_t l) const {
@@ -207,35 +327,45 @@ struct CudaExecutor::Impl {
     ++buffers_generation;
   }
 
-  // Sizes every per-step buffer for `T` tokens and `R` logit rows, and the attention workspace
-  // for `st`'s parts. Called before a step's first launch (and before a capture).
-  void reserve(std::size_t T, std::size_t R) {
-    const ModelConfig& c = config;
-    const std::size_t dim = c.dim, q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
-    const std::size_t widest = std::max({dim, q_width, c.ffn_dim});
-    grow(x, T * dim * sizeof(float));
-    grow(h, T * dim * sizeof(float));
-    grow(h_half, T * widest * dtype_bytes(options.weight_dtype));
-    grow(q, T * q_width * sizeof(float));
-    grow(attn, T * q_width * sizeof(float));
-    grow(k, T * kv_width * sizeof(float));
-    grow(v, T * kv_width * sizeof(float));
-    grow(gate, T * c.ffn_dim * sizeof(float));
-    grow(up, T * c.ffn_dim * sizeof(float));
-    grow(selected, std::max<std::size_t>(R, 1) * dim * sizeof(float));
-    grow(logits, std::max<std::size_t>(R, 1) * c.vocab_size * sizeof(float));
-    grow(tokens, std::max<std::size_t>(T, 1) * sizeof(std::int32_t));
-    grow(positions, std::max<std::size_t>(T, 1) * sizeof(std::int32_t));
-    grow(token_seq, std::max<std::size_t>(T, 1) * sizeof(std::int32_t));
-    grow(logit_rows, std::max<std::size_t>(R, 1) * sizeof(std::int32_t));
+  // Grows every per-step buffer to `b` (cuda_step_bytes); the draw buffers, outside any graph,
+  // grow in forward_sampled. Called before a step's first launch (and before a capture).
+  void reserve(const CudaStepBytes& b) {
+    grow(x, b.x);
+    grow(h, b.h);
+    grow(h_half, b.h_half);
+    grow(q, b.q);
+    grow(attn, b.attn);
+    grow(k, b.k);
+    grow(v, b.v);
+    grow(gate, b.gate);
+    grow(up, b.up);
+    grow(selected, b.selected);
+    grow(logits, b.logits);
+    grow(tokens, b.tokens);
+    grow(positions, b.positions);
+    grow(token_seq, b.token_seq);
+    grow(logit_rows, b.logit_rows);
+    grow(block_tables, b.block_tables);
   }
 
+  std::size_t step_bytes() const {
+    std::size_t total = 0;
+    for (const kc::DeviceBuffer* b : {&tokens, &positions, &token_seq, &block_tables, &logit_rows, &next_tokens, &x, &h,
+                                      &h_half, &q, &k, &v, &attn, &gate, &up, &selected, &logits, &attn_workspace,
+                                      &draw_rows, &draw_logits, &draw_params, &history_offsets, &history_tokens,
+                                      &history_counts, &draw_tokens, &draw_logprobs, &sampling_workspace})
+      total += b->bytes();
+    return total;
+  }
+
+  // The split-K workspace of `st`'s decode part, from its sizes alone (its token arrays and block
+  // tables need not be on the device yet).
   void reserve_workspace(const StepShape& st) {
     std::size_t bytes = 16;
     for (const AttentionPart& part : st.parts) {
       if (part.begin == part.end) continue;
-      bytes = std::max(bytes, kc::paged_attention_workspace_bytes(attention_params(st, layer_kv(0), part, attention_scale()),
-                                                                  part.shape));
+      bytes = std::max(bytes, kc::paged_attention_workspace_bytes(
+                                  decode_shape(config, options, part.end - part.begin, st.max_blocks), part.shape));
     }
     grow(attn_workspace, bytes);
   }
@@ -319,7 +449,8 @@ struct CudaExecutor::Impl {
 
     // Every buffer grows before the step's first launch: one replaced mid-step would make
     // cudaFree wait for the stream.
-    reserve(T, st.logit_rows);
+    reserve(cuda_step_bytes(config, options.weight_dtype,
+                            {T, std::max(st.logit_rows, batch.num_sequences()), batch.max_blocks}));
     reserve_workspace(st);
     upload(tokens, batch.tokens);
     upload(positions, batch.positions);
@@ -337,7 +468,6 @@ struct CudaExecutor::Impl {
   // token arrays and block tables (width graph_max_blocks) are copied into the fixed buffers the
   // graph reads. The same kernels as the eager path; only the decode attention's split may
   // differ (it is planned for the context bucket), so results agree to fp32 summation order.
-  static constexpr std::size_t kGraphBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   static constexpr std::size_t kMinGraphContext = 256;
 
   bool graphable(const StepBatch& batch, std::size_t max_context) const {
@@ -356,20 +486,6 @@ struct CudaExecutor::Impl {
     return st;
   }
 
-  // Sizes every buffer for the largest graph once, so that eager steps up to max_batch_tokens and
-  // every graph bucket fit without growing (growing would force recaptures).
-  void reserve_for_graphs() {
-    const std::size_t most = kGraphBatches[std::size(kGraphBatches) - 1];
-    reserve(std::max(most, options.max_batch_tokens), most);
-    grow(block_tables, most * graph_max_blocks * sizeof(std::int32_t));
-    grow(next_tokens, most * sizeof(std::int32_t));
-    for (std::size_t context = kMinGraphContext;; context *= 2) {
-      const std::size_t capped = std::min(context, graph_max_blocks * options.block_size);
-      for (std::size_t b : kGraphBatches) reserve_workspace(graph_shape(b, capped));
-      if (capped == graph_max_blocks * options.block_size) break;
-    }
-  }
-
   void run_graph(const StepBatch& batch, std::size_t max_context) {
     const std::size_t T = batch.tokens.size();
     const std::size_t bucket = *std::lower_bound(std::begin(kGraphBatches), std::end(kGraphBatches), T);
@@ -377,6 +493,10 @@ struct CudaExecutor::Impl {
     while (context < max_context) context *= 2;
     context = std::min(context, graph_max_blocks * options.block_size);
     const auto scratch = static_cast<std::int32_t>(num_blocks);  // the block past the pool
+    // Buffers for the bucket (reserved up front for the engine's largest step: then this grows
+    // nothing; a bucket past it grows them, and the graphs captured before are recaptured).
+    reserve(cuda_step_bytes(config, options.weight_dtype, {bucket, bucket, graph_max_blocks}));
+    reserve_workspace(graph_shape(bucket, context));
 
     padded_tokens.assign(bucket, 0);
     padded_positions.assign(bucket, 0);
@@ -457,6 +577,7 @@ CudaExecutor::CudaExecutor(const Model& model, CudaExecutorOptions options) {
     m.layers.push_back(std::move(g));
   }
   staging = kc::DeviceBuffer();
+  m.reserve_largest_step();
   m.allocate_kv();
 }
 
@@ -486,7 +607,7 @@ CudaExecutor::CudaExecutor(const ModelConfig& shape, CudaExecutorOptions options
     g.w_down = m.random_matrix(c.dim, c.ffn_dim, next_seed++);
     m.layers.push_back(std::move(g));
   }
-  m.stream.synchronize();
+  m.reserve_largest_step();
   m.allocate_kv();
 }
 
@@ -596,6 +717,7 @@ std::string CudaExecutor::describe() const {
 std::size_t CudaExecutor::num_blocks() const { return impl_->num_blocks; }
 std::size_t CudaExecutor::weight_bytes() const { return impl_->weight_bytes; }
 std::size_t CudaExecutor::kv_cache_bytes() const { return impl_->k_cache.bytes() + impl_->v_cache.bytes(); }
+std::size_t CudaExecutor::step_buffer_bytes() const { return impl_->step_bytes(); }
 std::size_t CudaExecutor::captured_graphs() const { return impl_->graphs.size(); }
 
 }  // namespace tiergate::engine

@@ -44,11 +44,11 @@ struct Engine::Sequence {
 struct Engine::Request {
   EngineRequest request;
   std::uint64_t seed = 0;
-  int priority = 0;
   bool running = false;
   std::uint64_t admission = 0;
   bool forked = false;              // n > 1 choices created
-  bool prompt_charged = false;
+  bool streamed = false;            // some output token has been reported
+  std::size_t prompt_charged = 0;   // prompt tokens charged so far: recomputation below it is free
   std::vector<std::unique_ptr<Sequence>> seqs;
 
   bool done() const {
@@ -64,13 +64,7 @@ std::unique_ptr<Executor> make_executor(const Model& model, EngineConfig& config
 #ifdef TIERGATE_HAVE_CUDA
   if (config.device == Device::kAuto) cuda = kernels::cuda::device_available();
   if (cuda) {
-    CudaExecutorOptions options;
-    options.block_size = config.block_size;
-    options.num_blocks = config.num_blocks;
-    options.kv_cache_memory_fraction = config.kv_cache_memory_fraction;
-    options.cuda_graphs = config.cuda_graphs;
-    options.max_batch_tokens = config.token_budget + config.max_running;
-    auto executor = std::make_unique<CudaExecutor>(model, options);
+    auto executor = std::make_unique<CudaExecutor>(model, cuda_executor_options(config));
     config.num_blocks = executor->num_blocks();
     return executor;
   }
@@ -88,10 +82,10 @@ std::uint64_t choice_seed(std::uint64_t seed, std::int32_t index) {
 
 }  // namespace
 
-Engine::Engine(const Model& model, EngineConfig config, AdmissionSource& source, OutputSink sink)
+Engine::Engine(const Model& model, EngineConfig config, SchedulingPolicy& policy, OutputSink sink)
     : model_(model),
       config_(config),
-      source_(source),
+      policy_(policy),
       sink_(std::move(sink)),
       executor_(make_executor(model, config_, cpu_cache_)),
       blocks_(config_.num_blocks, config_.block_size) {}
@@ -126,13 +120,13 @@ EngineStats Engine::stats() const {
   return s;
 }
 
-void Engine::drain_inbox() {
+void Engine::drain_inbox(bool with_cancels) {
   std::vector<EngineRequest> submitted;
   std::vector<RequestId> cancelled;
   {
     std::lock_guard lock(inbox_mutex_);
     submitted.swap(inbox_submit_);
-    cancelled.swap(inbox_cancel_);
+    if (with_cancels) cancelled.swap(inbox_cancel_);
   }
   for (EngineRequest& e : submitted) {
     auto r = std::make_unique<Request>();
@@ -147,6 +141,16 @@ void Engine::drain_inbox() {
     auto it = requests_.find(id);
     if (it != requests_.end()) finish(*it->second, FinishReason::kCancelled);
   }
+}
+
+Engine::Request* Engine::find_started(RequestId id) {
+  auto it = requests_.find(id);
+  if (it != requests_.end()) return it->second.get();
+  // Another thread may have submitted it and handed it to the policy after this step drained the
+  // inbox: take the new submissions (not the cancels: this step's plan is being executed).
+  drain_inbox(/*with_cancels=*/false);
+  it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
 }
 
 bool Engine::start(Request& r) {
@@ -165,69 +169,115 @@ bool Engine::start(Request& r) {
     seq->computed = *cached;
     allocated.push_back(seq.get());
   }
+  r.running = true;
+  r.admission = admissions_++;
+  running_[r.admission] = &r;
   return true;
+}
+
+void Engine::requeue(Request& r) {
+  // What it takes to run again: every live sequence recomputed (cached prefix blocks may make it
+  // cheaper), with room for its next token.
+  std::size_t tokens = 0, blocks = 0;
+  for (auto& seq : r.seqs) {
+    if (seq->finish != FinishReason::kNone) continue;
+    if (seq->has_blocks) {
+      blocks_.release(seq->sid);  // full computed blocks stay in the prefix cache
+      seq->has_blocks = false;
+    }
+    seq->computed = 0;
+    tokens += seq->tokens.size();
+    blocks += blocks_.blocks_needed(seq->tokens.size() + 1);
+  }
+  if (r.running) running_.erase(r.admission);
+  r.running = false;
+  policy_.preempted(r.request.id, tokens, blocks, r.streamed);
 }
 
 void Engine::preempt(Request& r) {
-  for (auto& seq : r.seqs) {
-    if (!seq->has_blocks) continue;
-    blocks_.release(seq->sid);  // full computed blocks stay in the prefix cache
-    seq->has_blocks = false;
-    seq->computed = 0;
-  }
-  running_.erase(r.admission);
-  r.running = false;
   ++stats_.preemptions;
-  source_.preempted(r.request.id);
+  requeue(r);
 }
 
-bool Engine::preempt_for_waiting(std::uint64_t admitted_since) {
-  // The lowest-priority, most recently admitted running request, if something waits above it.
-  // Requests admitted in this same round are never victims (no admit/preempt ping-pong).
-  Request* victim = nullptr;
-  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-    if (it->first >= admitted_since) continue;
-    if (!victim || it->second->priority < victim->priority) victim = it->second;
-  }
-  if (!victim || !source_.waiting_above(victim->priority)) return false;
-  preempt(*victim);
-  return true;
-}
-
-void Engine::admit() {
-  const std::uint64_t round = admissions_;
-  for (;;) {
-    std::size_t live = 0;
-    for (const auto& [order, r] : running_) {
-      for (const auto& s : r->seqs) live += s->finish == FinishReason::kNone;
-    }
-    if (live < config_.max_running) {
-      // Keep one block per running sequence in reserve for decode growth.
-      const std::size_t available = blocks_.available_blocks();
-      const std::size_t limit = available > live ? (available - live) * config_.block_size : 0;
-      if (auto pulled = source_.pull(limit)) {
-        auto it = requests_.find(pulled->id);
-        if (it == requests_.end()) {  // cancelled while it waited
-          source_.finished(pulled->id);
-          continue;
-        }
-        Request& r = *it->second;
-        r.priority = pulled->priority;
-        if (start(r)) {
-          r.running = true;
-          r.admission = admissions_++;
-          running_[r.admission] = &r;
-          continue;
-        }
-        source_.preempted(r.request.id);  // back to the head: it did not fit after all
+void Engine::list_running() {
+  running_work_.clear();
+  for (const auto& [order, r] : running_) {
+    RunningRequest w;
+    w.id = r->request.id;
+    w.first_token_pending = !r->streamed;
+    for (const auto& seq : r->seqs) {
+      if (seq->finish != FinishReason::kNone || !seq->has_blocks) continue;
+      w.blocks += blocks_.block_table(seq->sid).size();
+      const std::size_t pending = seq->tokens.size() - seq->computed;
+      if (pending == 1 && seq->generated > 0) {
+        ++w.decode_seqs;
+      } else if (pending > 0) {
+        ++w.prefill_seqs;
+        w.prefill_tokens += pending;
       }
     }
-    if (preempt_for_waiting(round)) continue;
-    return;
+    if (w.decode_seqs + w.prefill_seqs > 0) running_work_.push_back(w);  // finished ones are not candidates
+  }
+}
+
+void Engine::execute_plan() {
+  rows_.clear();
+  for (RequestId id : plan_.preempt) {
+    auto it = requests_.find(id);
+    if (it != requests_.end() && it->second->running) preempt(*it->second);
+  }
+  // Starts, in order; the first that cannot get its blocks waits again, and so does every one
+  // after it (the policy's order is never bypassed to fill a gap).
+  std::vector<std::pair<Request*, const StepGrant*>> work;
+  bool blocked = false;
+  for (const StepGrant& g : plan_.start) {
+    Request* r = find_started(g.id);
+    if (!r) {  // cancelled before it started
+      policy_.finished(g.id);
+      continue;
+    }
+    if (r->running) {
+      work.emplace_back(r, &g);
+      continue;
+    }
+    if (blocked || !start(*r)) {
+      blocked = true;
+      requeue(*r);
+      continue;
+    }
+    work.emplace_back(r, &g);
+  }
+  for (const StepGrant& g : plan_.run) {
+    auto it = requests_.find(g.id);
+    if (it != requests_.end() && it->second->running) work.emplace_back(it->second.get(), &g);
+  }
+  for (auto [r, g] : work) {
+    std::size_t prefill = g->prefill_tokens;
+    for (auto& seq : r->seqs) {
+      if (seq->finish != FinishReason::kNone || !seq->has_blocks) continue;
+      const std::size_t pending = seq->tokens.size() - seq->computed;
+      if (pending == 1 && seq->generated > 0) {
+        if (g->decode) rows_.push_back({r, seq.get(), seq->computed, seq->computed + 1});
+        continue;
+      }
+      const std::size_t n = std::min(pending, prefill);
+      if (n == 0) continue;
+      rows_.push_back({r, seq.get(), seq->computed, seq->computed + n});
+      prefill -= n;
+    }
   }
 }
 
 void Engine::finish(Request& r, FinishReason reason) {
+  auto report = [&](std::int32_t index, std::size_t generated) {
+    RequestOutput out;
+    out.id = r.request.id;
+    out.index = index;
+    out.finish = reason;
+    out.prompt_tokens = r.request.prompt.size();
+    out.completion_tokens = generated;
+    sink_(std::move(out));
+  };
   for (auto& seq : r.seqs) {
     if (seq->has_blocks) {
       blocks_.release(seq->sid);
@@ -235,17 +285,16 @@ void Engine::finish(Request& r, FinishReason reason) {
     }
     if (seq->finish == FinishReason::kNone) {
       seq->finish = reason;
-      RequestOutput out;
-      out.id = r.request.id;
-      out.index = seq->index;
-      out.finish = reason;
-      out.prompt_tokens = r.request.prompt.size();
-      out.completion_tokens = seq->generated;
-      sink_(std::move(out));
+      report(seq->index, seq->generated);
     }
   }
+  // Choices that do not exist yet (n > 1 forks after the prompt) finish too: every choice the
+  // client asked for gets its end.
+  if (!r.forked) {
+    for (std::int32_t c = 1; c < r.request.params.n; ++c) report(c, 0);
+  }
   if (r.running) running_.erase(r.admission);
-  source_.finished(r.request.id);
+  policy_.finished(r.request.id);
   requests_.erase(r.request.id);  // r is gone after this line
 }
 
@@ -256,7 +305,8 @@ void Engine::emit_token(Request& r, Sequence& seq, const SampledToken& sampled) 
   seq.tokens.push_back(token);
   ++seq.generated;
   ++stats_.tokens_generated;
-  source_.charge(r.request.id, 0, 1);
+  r.streamed = true;
+  policy_.charge(r.request.id, 0, 1);
 
   RequestOutput out;
   out.id = r.request.id;
@@ -306,31 +356,18 @@ void Engine::fork_choices(Request& r, Sequence& first, std::vector<std::unique_p
 
 bool Engine::step() {
   drain_inbox();
-  admit();
-  if (running_.empty()) return false;
-
-  // Decode tokens first (one per sequence), then prefill chunks in admission order.
-  struct Row {
-    Request* request;
-    Sequence* seq;
-    std::size_t from, to;  // token range computed this step
-  };
-  std::vector<Row> rows;
-  std::size_t budget = config_.token_budget;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (auto& [order, r] : running_) {
-      for (auto& seq : r->seqs) {
-        if (seq->finish != FinishReason::kNone || !seq->has_blocks || budget == 0) continue;
-        const std::size_t pending = seq->tokens.size() - seq->computed;
-        const bool decoding = pending == 1 && seq->generated > 0;
-        if ((pass == 0) != decoding || pending == 0) continue;
-        const std::size_t n = std::min(pending, budget);
-        rows.push_back({r, seq.get(), seq->computed, seq->computed + n});
-        budget -= n;
-      }
-    }
-  }
-  if (rows.empty()) return false;
+  list_running();
+  std::size_t live = 0;
+  for (const RunningRequest& w : running_work_) live += w.decode_seqs + w.prefill_seqs;
+  // One block per running sequence stays in reserve for decode growth.
+  const std::size_t available = blocks_.available_blocks();
+  const StepLimits limits{config_.max_running, config_.token_budget, available > live ? available - live : 0,
+                          config_.block_size};
+  plan_.clear();
+  policy_.plan_step(running_work_, limits, plan_);
+  execute_plan();
+  if (rows_.empty()) return false;
+  const std::vector<Row>& rows = rows_;
 
   StepBatch batch;
   for (const Row& row : rows) batch.max_blocks = std::max(batch.max_blocks, blocks_.block_table(row.seq->sid).size());
@@ -370,13 +407,16 @@ bool Engine::step() {
     Request& r = *row.request;
     seq.computed = row.to;
     blocks_.mark_computed(seq.sid, seq.computed);
-    const std::size_t prompt_len = r.request.prompt.size();
-    if (!r.prompt_charged && seq.index == 0) {
-      // Only the first computation of the prompt is charged; recomputation after a preemption is not.
-      const std::size_t fresh = std::min(row.to, prompt_len) - std::min(row.from, prompt_len);
-      stats_.prompt_tokens_computed += fresh;
-      source_.charge(r.request.id, fresh, 0);
-      if (row.to >= prompt_len) r.prompt_charged = true;
+    if (seq.index == 0) {
+      // Prompt tokens are charged the first time they are computed; recomputation after a
+      // preemption (below the high-water mark, or of generated tokens) never is.
+      const std::size_t upto = std::min(row.to, r.request.prompt.size());
+      const std::size_t fresh = upto > std::max(row.from, r.prompt_charged) ? upto - std::max(row.from, r.prompt_charged) : 0;
+      if (fresh > 0) {
+        stats_.prompt_tokens_computed += fresh;
+        policy_.charge(r.request.id, fresh, 0);
+        r.prompt_charged = upto;
+      }
     }
     if (row.to != seq.tokens.size()) continue;  // mid-prompt chunk: no draw
     const SampledToken sampled = seq.sampler.result(draws_, sampled_, draw++, vocab);
@@ -407,12 +447,10 @@ bool Engine::step() {
         executor_->copy_blocks(*copies);
         break;
       }
-      // Victim: lowest priority, most recently admitted (possibly this very request).
-      Request* victim = nullptr;
-      for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-        if (!victim || it->second->priority < victim->priority) victim = it->second;
-      }
-      preempt(*victim);
+      // The policy names the victim among the requests still running (possibly this very one).
+      list_running();
+      auto victim = requests_.find(policy_.memory_victim(running_work_));
+      preempt(victim != requests_.end() && victim->second->running ? *victim->second : *r);
     }
   }
 
@@ -423,7 +461,7 @@ bool Engine::step() {
   for (Request* r : done) {
     if (r->running) running_.erase(r->admission);
     r->running = false;
-    source_.finished(r->request.id);
+    policy_.finished(r->request.id);
     requests_.erase(r->request.id);
   }
   return true;

@@ -1,16 +1,19 @@
-// The inference engine: continuous batching over a paged KV cache. Each step() admits requests
-// pulled from an AdmissionSource while batch slots and KV blocks allow (preempting lower-priority
-// running requests, most recently admitted first, when a higher-priority one waits), then runs
-// one model step that mixes every running sequence's decode token with prefill chunks up to a
-// token budget, samples, detokenizes, matches stop strings, and reports output deltas through a
-// sink. Preempted requests resume by recomputation; nothing already reported is reported again.
+// The inference engine: continuous batching over a paged KV cache. Each step() asks its
+// SchedulingPolicy for the step's plan (which waiting requests start, which running ones are
+// preempted for them, which decode and how much each prefills, within max_running sequences and a
+// token budget), executes it as one model step that mixes decode tokens with prefill chunks,
+// samples, detokenizes, matches stop strings, and reports output deltas through a sink. Running
+// requests the plan leaves out rest with their KV in place; when running sequences need KV blocks
+// that are not there, the policy names the victim. Preempted requests resume by recomputation,
+// which is never charged; nothing already reported is reported again.
 //
 // Threads: submit() and cancel() may be called from any thread (they post to an inbox); step()
 // and everything else run on the one engine thread. The sink is called on the engine thread.
 // Expected scarcity (no blocks, no slot) is handled inside the step, never thrown.
 //
-// Request states: submitted → (pulled) running → finished | cancelled;
-//                 running → (preempted) waiting in the source → running again.
+// Request states: submitted → (started by the plan) running → finished | cancelled;
+//                 running → (preempted) waiting in the policy → running again;
+//                 running requests the plan gives no work this step rest, keeping their KV.
 #pragma once
 
 #include <cstddef>
@@ -24,11 +27,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/admission_source.h"
 #include "engine/block_manager.h"
 #include "engine/executor.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "engine/scheduling_policy.h"
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
 #include "engine/stop_matcher.h"
@@ -44,7 +47,7 @@ struct EngineConfig {
   double kv_cache_memory_fraction = 0.8;  // CUDA: share of the memory free after the weights
   bool cuda_graphs = false;               // CUDA: replay pure decode steps from captured graphs
   std::size_t block_size = 16;     // tokens per block
-  std::size_t max_running = 64;    // sequences in the running batch
+  std::size_t max_running = 64;    // sequences one step carries (more may be resident, resting)
   std::size_t token_budget = 512;  // tokens per step, decode + prefill chunks
   std::size_t threads = 0;         // CPU threads; 0 = all cores
   kernels::DType kv_dtype = kernels::DType::kF16;  // F16 agrees with llama.cpp to the bit
@@ -85,11 +88,12 @@ using OutputSink = std::function<void(RequestOutput&&)>;
 
 class Engine {
  public:
-  Engine(const Model& model, EngineConfig config, AdmissionSource& source, OutputSink sink);
+  Engine(const Model& model, EngineConfig config, SchedulingPolicy& policy, OutputSink sink);
   ~Engine();
 
-  // Registers a request's content; the source decides when it runs. Thread-safe. The request must
-  // be valid (validate() in sampling_params.h) and fit the KV pool (max_request_tokens()).
+  // Registers a request's content; the policy decides when it runs (submit before the policy can
+  // hand out its id). Thread-safe. The request must be valid (validate() in sampling_params.h) and
+  // fit the KV pool (max_request_tokens()).
   void submit(EngineRequest request);
   // Finishes a request wherever it is, freeing its blocks; its sink gets kCancelled. Thread-safe.
   void cancel(RequestId id);
@@ -106,11 +110,13 @@ class Engine {
   struct Sequence;
   struct Request;
 
-  void drain_inbox();
-  void admit();
-  bool preempt_for_waiting(std::uint64_t admitted_since);
+  void drain_inbox(bool with_cancels = true);
+  Request* find_started(RequestId id);  // a request the policy starts; it may still be in the inbox
+  void list_running();                  // running_work_ from running_
+  void execute_plan();                  // plan_ → rows_
   void preempt(Request& request);
   bool start(Request& request);
+  void requeue(Request& request);  // back to the policy's queue, its blocks released
   void finish(Request& request, FinishReason reason);
   void emit_token(Request& request, Sequence& seq, const SampledToken& sampled);
   void fork_choices(Request& request, Sequence& first, std::vector<std::unique_ptr<Sequence>> children,
@@ -118,7 +124,7 @@ class Engine {
 
   const Model& model_;
   EngineConfig config_;
-  AdmissionSource& source_;
+  SchedulingPolicy& policy_;
   OutputSink sink_;
   std::unique_ptr<KvCache> cpu_cache_;  // the CPU executor's pool (null on the GPU)
   std::unique_ptr<Executor> executor_;
@@ -133,7 +139,16 @@ class Engine {
   std::uint64_t admissions_ = 0;
   SequenceId next_sequence_ = 1;
   EngineStats stats_;
-  SamplingStep draws_;   // this step's draws (reused)
+  // This step's working state (kept to reuse their capacity).
+  struct Row {
+    Request* request;
+    Sequence* seq;
+    std::size_t from, to;  // token range computed this step
+  };
+  std::vector<RunningRequest> running_work_;
+  StepPlan plan_;
+  std::vector<Row> rows_;
+  SamplingStep draws_;   // this step's draws
   SampledStep sampled_;  // and their outcome
 };
 

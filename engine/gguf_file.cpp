@@ -227,11 +227,12 @@ void GgufFile::parse() {
       throw GgufError(path + ": tensor " + tensor.name + " has rows of " + std::to_string(tensor.shape[0]) +
                       " elements, not a multiple of its block size " + std::to_string(per_block));
     }
-    // Shapes come from the file: a product past 64 bits would wrap into a small, plausible size.
+    // Shapes come from the file: a corrupt dimension can make the element count wrap to a small
+    // number that fits the file, and a huge one would wrap the byte count computed below.
     std::uint64_t elements = 1;
     for (std::uint64_t d : tensor.shape) {
       if (__builtin_mul_overflow(elements, d, &elements)) {
-        throw GgufError(path + ": tensor " + tensor.name + " has a shape whose size overflows 64 bits");
+        throw GgufError(path + ": tensor " + tensor.name + " has more than 2^64 elements: the file is corrupt");
       }
     }
     if (elements / per_block > file->map_size_) {

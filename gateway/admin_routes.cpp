@@ -3,11 +3,10 @@
 // route and shown in /admin/qos and /metrics; what is in force stays.
 #include <cstdio>
 
+#include "gateway/admin_qos_report.h"
 #include "gateway/api.h"
 #include "gateway/private_file.h"
-#include "qos/config_parser.h"
 #include "qos/config_writer.h"
-#include "qos/usage_report.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -21,6 +20,16 @@ std::string status_json(const ReloadableFile& file) {
   return "{\"path\": " + qos::json_string(file.path()) + ", \"ok\": " + (s.ok ? "true" : "false") +
          ", \"error\": " + (s.ok ? std::string("null") : qos::json_string(s.error)) +
          ", \"reloads\": " + std::to_string(s.reloads) + ", \"failures\": " + std::to_string(s.failures) + "}";
+}
+
+// Every reload's outcome goes to the log: what was reloaded, or why it was rejected.
+std::string log_reload(const char* what, const std::string& path, std::string problems) {
+  if (problems.empty()) {
+    std::fprintf(stderr, "tiergate: %s reloaded from %s\n", what, path.c_str());
+  } else {
+    std::fprintf(stderr, "tiergate: %s reload rejected, what is in force stays:\n%s\n", what, problems.c_str());
+  }
+  return problems;
 }
 
 }  // namespace
@@ -39,11 +48,15 @@ engine::RequestId Api::admin(const HttpRequest&, const std::string& route,
     return answer(HttpResponse{200, "application/json",
                                "{\"reloaded\": true, \"keys\": " + std::to_string(keys()->size()) + "}", {}});
   }
-  const auto config = service_.queue().config();
-  return answer(HttpResponse{200, "application/json",
-                             "{\"config\": " + qos::to_json(*config) + ", \"usage\": " +
-                                 qos::to_json(service_.queue().usage()) + ", \"reload\": " + reload_status_json() + "}",
-                             {}});
+  return answer(admin_qos());
+}
+
+HttpResponse Api::admin_qos() const {
+  return HttpResponse{200, "application/json",
+                      admin_qos_report(service_,
+                                       {options_.qos_config_path, qos_loaded_at_unix_ms_.load(), qos_file_.status().error},
+                                       reload_status_json()),
+                      {}};
 }
 
 std::string Api::reload_status_json() const {
@@ -52,43 +65,24 @@ std::string Api::reload_status_json() const {
   return out + "}";
 }
 
-std::string Api::reload_qos() {
-  std::lock_guard serial(qos_file_.reload_mutex());
-  qos::ConfigParseResult parsed = qos::load_config_file(options_.qos_config_path);
-  if (!parsed.ok()) {
-    const std::string problems = parsed.describe();
-    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", problems.c_str());
-    qos_file_.record_failure(problems);
-    return problems;
-  }
-  service_.reload(parsed.config);
-  qos_file_.record_success();
-  std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
-  return "";
-}
+std::string Api::reload_qos() { return log_reload("QoS config", options_.qos_config_path, qos_file_.reload()); }
 
-std::string Api::reload_keys() {
-  std::lock_guard serial(keys_file_.reload_mutex());
+std::string Api::load_keys() {
   std::shared_ptr<const ApiKeyStore> loaded;
   try {
     loaded = ApiKeyStore::load(options_.api_keys_path);
   } catch (const std::exception& e) {
-    const std::string problem = std::string(e.what()) + " (the keys in force stay)";
-    std::fprintf(stderr, "tiergate: API-keys reload rejected: %s\n", problem.c_str());
-    keys_file_.record_failure(problem);
-    return problem;
+    return std::string(e.what()) + " (the keys in force stay)";
   }
   if (auto warning = readable_by_others_warning(options_.api_keys_path, "API keys")) {
     std::fprintf(stderr, "%s\n", warning->c_str());
   }
-  {
-    std::lock_guard lock(keys_mutex_);
-    keys_ = std::move(loaded);
-  }
-  keys_file_.record_success();
-  std::fprintf(stderr, "tiergate: API keys reloaded from %s (%zu keys)\n", options_.api_keys_path.c_str(), keys()->size());
+  std::lock_guard lock(keys_mutex_);
+  keys_ = std::move(loaded);
   return "";
 }
+
+std::string Api::reload_keys() { return log_reload("API-keys file", options_.api_keys_path, keys_file_.reload()); }
 
 void Api::reload_files() {
   reload_qos();
@@ -96,8 +90,9 @@ void Api::reload_files() {
 }
 
 void Api::reload_changed_files() {
-  if (qos_file_.changed()) reload_qos();
-  if (!options_.api_keys_path.empty() && keys_file_.changed()) reload_keys();
+  if (auto problems = qos_file_.reload_if_changed()) log_reload("QoS config", options_.qos_config_path, *problems);
+  if (options_.api_keys_path.empty()) return;
+  if (auto problems = keys_file_.reload_if_changed()) log_reload("API-keys file", options_.api_keys_path, *problems);
 }
 
 }  // namespace tiergate::gateway

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "engine/chat_template.h"
+#include "gateway/dashboard_routes.h"
 #include "qos/config_parser.h"
 #include "qos/config_writer.h"
 #include "qos/usage_report.h"
@@ -20,6 +21,11 @@ HttpResponse error_response(const ApiError& e) {
 
 HttpResponse error(int status, std::string message, std::string type, std::string param = "", std::string code = "") {
   return error_response(ApiError{status, std::move(message), std::move(type), std::move(param), std::move(code)});
+}
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 long now_seconds() {
@@ -44,6 +50,9 @@ constexpr Route kRoutes[] = {
     {"/admin/qos", "GET"},
     {"/admin/qos/reload", "POST"},
     {"/admin/keys/reload", "POST"},
+    {"/dashboard", "GET"},
+    {"/dashboard/login", "POST"},
+    {"/dashboard/logout", "POST"},
 };
 
 const Route* find_route(std::string_view path) {
@@ -75,13 +84,26 @@ struct Generation {
   std::chrono::steady_clock::time_point received;
   std::vector<std::chrono::steady_clock::time_point> last_output;  // per choice
   bool first_output_seen = false;
+  bool streamed = false;  // some stream event has been sent (the status line with it)
 };
 
 }  // namespace
 
 Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options)
-    : service_(service), keys_(std::move(keys)), options_(std::move(options)), sessions_(options_.sessions),
-      qos_file_(options_.qos_config_path), keys_file_(options_.api_keys_path) {}
+    : service_(service),
+      keys_(std::move(keys)),
+      options_(std::move(options)),
+      sessions_(options_.sessions),
+      qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
+        service_.reload(std::move(config));
+        qos_loaded_at_unix_ms_ = now_unix_ms();
+      }),
+      qos_loaded_at_unix_ms_(now_unix_ms()),  // the server read it just before
+      qos_file_(options_.qos_config_path, [this] { return qos_reloader_.reload(); }),
+      keys_file_(options_.api_keys_path, [this] { return load_keys(); }),
+      dashboard_(std::make_unique<DashboardRoutes>([this] { return this->keys(); })) {}
+
+Api::~Api() = default;
 
 std::shared_ptr<const ApiKeyStore> Api::keys() const {
   std::lock_guard lock(keys_mutex_);
@@ -126,6 +148,12 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
     return answer(r);
   }
   if (route == "/health") return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
+
+  // The dashboard signs browsers in with an admin key; its session cookie may read /admin/qos.
+  if (route.rfind("/dashboard", 0) == 0) return answer(dashboard_->handle(request, route));
+  if (route == "/admin/qos" && request.authorization.empty() && dashboard_->signed_in(request)) {
+    return answer(admin_qos());
+  }
 
   // Everything else needs a key (/metrics too, unless the operator opted out).
   const std::string& auth = request.authorization;
@@ -235,15 +263,21 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
   gen->sink = sink;
   const bool streaming = req.stream;
   const std::string route_copy = route;
-  auto on_output = [this, gen, route_copy](const engine::RequestOutput& o, bool expired) {
+  auto on_output = [this, gen, route_copy](const engine::RequestOutput& o, OutputEvent event) {
     const GenerationRequest& rq = gen->request;
-    if (expired) {
-      count(route_copy, 503);
-      const ApiError e{503, "the request waited longer than its group's queue bound", "server_error", "", "queue_timeout"};
-      if (rq.stream) {
-        gen->sink->stream("data: " + e.to_json() + "\n\n");
+    if (event != OutputEvent::kOutput) {
+      const ApiError e = event == OutputEvent::kExpired
+                             ? ApiError{503, "the request waited longer than its group's queue bound", "server_error",
+                                        "", "queue_timeout"}
+                         : event == OutputEvent::kStopping
+                             ? ApiError{503, "the server is shutting down; retry on another replica", "server_error",
+                                        "", "server_shutting_down"}
+                             : ApiError{500, "internal server error", "server_error", "", "internal_error"};
+      count(route_copy, e.status);
+      if (gen->streamed) {  // the status line is gone: the stream ends with the error as its last event
+        gen->sink->stream(rq.endpoint == Endpoint::kInteractive ? e.to_json() + "\n" : "data: " + e.to_json() + "\n\n");
         gen->sink->end_stream();
-      } else {
+      } else {             // nothing sent yet: a plain error response replaces the held stream headers
         gen->sink->respond(error_response(e));
       }
       return;
@@ -265,7 +299,10 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     const std::string finish = o.finish == engine::FinishReason::kNone ? "" : engine::to_string(o.finish);
     if (rq.endpoint == Endpoint::kInteractive) {
       c.text += o.text;
-      if (rq.stream) gen->sink->stream(interactive_chunk(o.text, o.completion_tokens, finish));
+      if (rq.stream) {
+        gen->sink->stream(interactive_chunk(o.text, o.completion_tokens, finish));
+        gen->streamed = true;
+      }
       if (finish.empty()) return;
       count(route_copy, 200);
       // A turn cut short by the client's leaving is not history: that client never saw the reply.
@@ -286,6 +323,7 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       if (!o.text.empty() || !finish.empty() || !gen->started[i]) {
         gen->sink->stream(stream_chunk(rq, gen->id, gen->created, o.index, o.text, !gen->started[i], finish));
         gen->started[i] = true;
+        gen->streamed = true;
       }
     } else {
       c.text += o.text;
@@ -326,6 +364,9 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       return id;
     case SubmitResult::Status::kInvalid:
       return refuse(error(400, submitted.message, "invalid_request_error", submitted.param));
+    case SubmitResult::Status::kStopping:
+      return refuse(error(503, "the server is shutting down; retry on another replica", "server_error", "",
+                          "server_shutting_down"));
     case SubmitResult::Status::kUserNotConfigured:
       return refuse(error(403, "user '" + user + "' is not configured in the QoS config and no group takes unknown users",
                           "permission_error", qos_route ? "user_id" : "user", "user_not_configured"));

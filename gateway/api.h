@@ -21,6 +21,7 @@
 #include "gateway/openai_protocol.h"
 #include "gateway/reloadable_file.h"
 #include "gateway/request_handler.h"
+#include "qos/config_reloader.h"
 
 namespace tiergate::gateway {
 
@@ -40,9 +41,12 @@ enum class MetricsView {
   kTenant,  // any other key: server figures and the series of the users the key may act for
 };
 
+class DashboardRoutes;
+
 class Api : public RequestHandler {
  public:
   Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOptions options);
+  ~Api();
 
   // Handles one request. Returns the engine request id when a generation started (the session
   // cancels it if the client goes away), 0 otherwise.
@@ -57,11 +61,17 @@ class Api : public RequestHandler {
   void set_transport(const TransportStatsSource* transport) override;
 
   std::string metrics(MetricsView view, const ApiKey* key = nullptr) const;
+  // Graceful stop (the server calls these): waiting requests are answered 503 at once, running
+  // ones when the deadline passes; new ones are refused with 503 from the first call on.
+  void begin_shutdown() override { service_.stop_waiting(); }
+  void stop_running() override { service_.stop_running(); }
 
  private:
   std::shared_ptr<const ApiKeyStore> keys() const;
   engine::RequestId admin(const HttpRequest& request, const std::string& route, const std::function<engine::RequestId(HttpResponse)>& answer);
+  HttpResponse admin_qos() const;  // GET /admin/qos
   std::string reload_status_json() const;
+  std::string load_keys();  // keys_file_'s loader: parse, then swap in
   engine::RequestId handle_unguarded(const HttpRequest& request, std::shared_ptr<ResponseSink> sink,
                                      const std::string& route);
   engine::RequestId generate(const HttpRequest& request, const ApiKey& key, Endpoint endpoint, bool qos_route,
@@ -76,8 +86,11 @@ class Api : public RequestHandler {
   std::shared_ptr<const ApiKeyStore> keys_;  // swapped whole on reload
   ApiOptions options_;
   ChatSessions sessions_;  // interactive_qos conversations, bounded by options_.sessions
-  ReloadableFile qos_file_;
+  qos::ConfigReloader qos_reloader_;  // parses and applies the QoS config, serialised
+  std::atomic<std::int64_t> qos_loaded_at_unix_ms_{0};  // when the config in force was read
+  ReloadableFile qos_file_;   // when to reload it, and the outcome
   ReloadableFile keys_file_;
+  std::unique_ptr<DashboardRoutes> dashboard_;
   mutable std::mutex transport_mutex_;
   const TransportStatsSource* transport_ = nullptr;
   Histogram ttft_;               // request received → first output

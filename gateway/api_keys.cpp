@@ -20,6 +20,20 @@ bool ApiKey::may_act_for(std::string_view user) const {
   return any_user || std::find(users.begin(), users.end(), user) != users.end();
 }
 
+std::string random_hex(std::size_t bytes) {
+  std::vector<unsigned char> raw(bytes);
+  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) {
+    throw ApiKeyError("cannot get random bytes from OpenSSL");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : raw) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -93,7 +107,10 @@ std::shared_ptr<const ApiKeyStore> ApiKeyStore::parse(std::string_view contents,
 }
 
 std::optional<ApiKey> ApiKeyStore::authenticate(std::string_view presented) const {
-  const std::string hash = sha256_hex(presented);
+  return find_by_hash(sha256_hex(presented));
+}
+
+std::optional<ApiKey> ApiKeyStore::find_by_hash(std::string_view hash) const {
   std::optional<ApiKey> found;
   // Compare against every key, in constant time each, so timing reveals nothing about which.
   for (const ApiKey& k : keys_) {
@@ -105,14 +122,7 @@ std::optional<ApiKey> ApiKeyStore::authenticate(std::string_view presented) cons
 std::string ApiKeyStore::add_key(const std::string& path, const std::string& name, const std::vector<std::string>& users,
                                  bool any_user, bool admin) {
   std::vector<ApiKey> keys = load(path)->keys_;
-  unsigned char raw[24];
-  if (RAND_bytes(raw, sizeof raw) != 1) throw ApiKeyError("cannot get random bytes from OpenSSL");
-  static const char* hex = "0123456789abcdef";
-  std::string key = "tg-";
-  for (unsigned char b : raw) {
-    key += hex[b >> 4];
-    key += hex[b & 15];
-  }
+  const std::string key = "tg-" + random_hex(24);
   keys.push_back({name, sha256_hex(key), any_user, users, admin});
   std::string out = "{\"keys\": [";
   for (std::size_t i = 0; i < keys.size(); ++i) {

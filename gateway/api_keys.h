@@ -41,6 +41,8 @@ class ApiKeyStore {
 
   // The key's record, or nullopt for an unknown key.
   std::optional<ApiKey> authenticate(std::string_view presented) const;
+  // The record whose stored hash is `sha256` (lowercase hex), or nullopt (a revoked key).
+  std::optional<ApiKey> find_by_hash(std::string_view sha256) const;
   std::size_t size() const { return keys_.size(); }
 
   // Appends a new random key to the file (created if absent, mode 0600 from the start) and returns
@@ -53,5 +55,7 @@ class ApiKeyStore {
 };
 
 std::string sha256_hex(std::string_view data);
+// `bytes` random bytes from OpenSSL as lowercase hex; throws ApiKeyError when there are none.
+std::string random_hex(std::size_t bytes);
 
 }  // namespace tiergate::gateway

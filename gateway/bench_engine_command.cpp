@@ -5,9 +5,10 @@
 #include <sstream>
 
 #include "engine/engine.h"
-#include "engine/fifo_admission.h"
+#include "engine/fifo_policy.h"
 #include "gateway/cli_args.h"
 #include "gateway/generate_command.h"
+#include "kernels/cpu/cpu_isa.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -57,7 +58,7 @@ Result run_batch(const engine::Model& model, std::size_t batch, std::size_t prom
   config.max_running = batch;
   config.token_budget = std::max<std::size_t>(512, batch);
   config.num_blocks = batch * ((prompt_tokens + gen_tokens) / config.block_size + 2) + 4;
-  engine::FifoAdmission fifo;
+  engine::FifoPolicy fifo;
   std::size_t first_tokens = 0;
   Clock::time_point t_first{};
   double waste_sum = 0;
@@ -121,7 +122,10 @@ int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, st
       batches.push_back(static_cast<std::size_t>(b));
     }
     const bool json = a.has("--json");
+    // Every benchmark names the CPU and the kernels' ISA level (TIERGATE_CPU_ISA forces one).
+    const std::string isa = kernels::cpu::isa_name(kernels::cpu::active_isa());
     if (!json) {
+      out << "cpu " << kernels::cpu::describe_cpu() << "\n";
       out << "model " << model->config().name << ", " << prompt_tokens << " prompt tokens, " << gen_tokens
           << " generated tokens per request, "
           << (temperature > 0 ? "sampled at temperature " + a.get("--temperature", "") : std::string("greedy")) << "\n";
@@ -132,8 +136,8 @@ int run_bench_engine(const std::vector<std::string>& args, std::ostream& out, st
       char line[256];
       if (json) {
         std::snprintf(line, sizeof line,
-                      "{\"batch\": %zu, \"prefill_tps\": %.1f, \"decode_tps\": %.1f, \"kv_waste\": %.4f}\n", b,
-                      r.prefill_tps, r.decode_tps, r.waste);
+                      "{\"batch\": %zu, \"prefill_tps\": %.1f, \"decode_tps\": %.1f, \"kv_waste\": %.4f, \"isa\": \"%s\"}\n",
+                      b, r.prefill_tps, r.decode_tps, r.waste, isa.c_str());
       } else {
         std::snprintf(line, sizeof line, "%5zu  %13.1f  %12.1f  %14.2f  %7.2f%%\n", b, r.prefill_tps, r.decode_tps,
                       1e3 * r.decode_s / static_cast<double>(gen_tokens - 1), 100 * r.waste);

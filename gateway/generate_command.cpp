@@ -4,7 +4,7 @@
 
 #include "engine/chat_template.h"
 #include "engine/engine.h"
-#include "engine/fifo_admission.h"
+#include "engine/fifo_policy.h"
 #include "gateway/cli_args.h"
 
 namespace tiergate::gateway {
@@ -60,7 +60,7 @@ int run_generate(const std::vector<std::string>& args, std::ostream& out, std::o
     config.device = device_flag(a);
     config.num_blocks = (tokens.size() + static_cast<std::size_t>(p.max_tokens)) * static_cast<std::size_t>(p.n) /
                             config.block_size + 2 * static_cast<std::size_t>(p.n) + 2;
-    engine::FifoAdmission fifo;
+    engine::FifoPolicy fifo;
     std::vector<std::string> texts(static_cast<std::size_t>(p.n));
     engine::Engine eng(*model, config, fifo, [&](engine::RequestOutput&& o) {
       if (p.n == 1) {

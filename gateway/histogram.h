@@ -1,24 +1,27 @@
 // A Prometheus histogram (cumulative buckets in seconds, sum, count). Thread-safe.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace tiergate::gateway {
 
 class Histogram {
  public:
+  // Bucket upper bounds in seconds, ascending: the default suits request latencies.
+  Histogram();
+  explicit Histogram(std::vector<double> bounds);
+
   void observe(double seconds);
   // The histogram's lines for `name` with the given label set (e.g. `group="Gold"`, may be empty).
   std::string render(const std::string& name, const std::string& labels) const;
 
  private:
-  static constexpr std::array<double, 12> kBounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,  0.5,   1.0,  2.5,   5.0,  10.0};
+  const std::vector<double> bounds_;
   mutable std::mutex mutex_;
-  std::array<std::uint64_t, kBounds.size()> counts_{};
+  std::vector<std::uint64_t> counts_;  // per bound, cumulative
   std::uint64_t count_ = 0;
   double sum_ = 0;
 };

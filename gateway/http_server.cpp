@@ -252,7 +252,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     auto& req = parser_->get();
     begin_request();
     HttpRequest request{std::string(req.method_string()), std::string(req.target()),
-                        std::string(req[http::field::authorization]), std::move(req.body())};
+                        std::string(req[http::field::authorization]), std::move(req.body()),
+                        std::string(req[http::field::cookie])};
     parser_.reset();
     const std::uint64_t generation = generation_;
     auto sink = std::make_shared<Sink>(this->shared_from_this(), generation);
@@ -592,13 +593,22 @@ struct HttpServer::Impl : TransportStatsSource {
     beast::error_code ignored;
     acceptor.close(ignored);
     accept_timer.cancel();
+    // Waiting requests get their 503 now; running ones may finish until the deadline.
     shared.handler.begin_shutdown();
     deadline = std::chrono::steady_clock::now() + shared.options.shutdown_deadline;
     poll_drain();
   }
 
   void poll_drain() {
-    if (shared.active_requests == 0 || std::chrono::steady_clock::now() >= deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline && !running_stopped) {
+      // Past the deadline the running ones are answered too (503, or a final SSE error event);
+      // their sessions then get a moment to write that before the loop stops.
+      running_stopped = true;
+      shared.handler.stop_running();
+      deadline = now + std::chrono::seconds(5);
+    }
+    if (shared.active_requests == 0 || (running_stopped && now >= deadline)) {
       ioc.stop();
       return;
     }
@@ -614,6 +624,7 @@ struct HttpServer::Impl : TransportStatsSource {
   std::chrono::milliseconds accept_backoff = kAcceptBackoffMin;
   net::signal_set signals;
   std::chrono::steady_clock::time_point deadline;
+  bool running_stopped = false;
   // Last member, so destroyed first: tasks it still holds own sessions, whose sockets need ioc.
   net::thread_pool workers;
 };

@@ -85,6 +85,7 @@ std::string Api::metrics(MetricsView view, const ApiKey* key) const {
   m.family("tiergate_inter_token_seconds", "histogram", "Time between successive tokens of a choice.");
   m.append(inter_token_.render("tiergate_inter_token_seconds", ""));
   if (groups_visible) m.append(service_.queue_wait_metrics());
+  m.append(service_.step_metrics());
   m.family("tiergate_tokens_generated_total", "counter", "Tokens generated.");
   m.sample("tiergate_tokens_generated_total", {}, static_cast<double>(s.tokens_generated));
 

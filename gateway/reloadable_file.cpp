@@ -4,7 +4,8 @@
 
 namespace tiergate::gateway {
 
-ReloadableFile::ReloadableFile(std::string path) : path_(std::move(path)), seen_(stamp()) {}
+ReloadableFile::ReloadableFile(std::string path, Load load)
+    : path_(std::move(path)), load_(std::move(load)), seen_(stamp()) {}
 
 ReloadableFile::Stamp ReloadableFile::stamp() const {
   struct stat st {};
@@ -13,26 +14,36 @@ ReloadableFile::Stamp ReloadableFile::stamp() const {
           static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
 }
 
-bool ReloadableFile::changed() {
+std::string ReloadableFile::reload() {
+  std::lock_guard serial(reload_mutex_);
+  return reload_locked();
+}
+
+std::optional<std::string> ReloadableFile::reload_if_changed() {
+  std::lock_guard serial(reload_mutex_);
   const Stamp now = stamp();
-  std::lock_guard lock(mutex_);
-  if (now == seen_) return false;
-  seen_ = now;
-  return true;
+  {
+    std::lock_guard lock(mutex_);
+    if (now == seen_) return std::nullopt;
+  }
+  return reload_locked();
 }
 
-void ReloadableFile::record_success() {
+std::string ReloadableFile::reload_locked() {
+  const Stamp before = stamp();  // what is read below, or older: a write during the load is seen next time
+  std::string problems = load_();
   std::lock_guard lock(mutex_);
-  status_.ok = true;
-  status_.error.clear();
-  ++status_.reloads;
-}
-
-void ReloadableFile::record_failure(std::string error) {
-  std::lock_guard lock(mutex_);
-  status_.ok = false;
-  status_.error = std::move(error);
-  ++status_.failures;
+  seen_ = before;
+  if (problems.empty()) {
+    status_.ok = true;
+    status_.error.clear();
+    ++status_.reloads;
+  } else {
+    status_.ok = false;
+    status_.error = problems;
+    ++status_.failures;
+  }
+  return problems;
 }
 
 ReloadableFile::Status ReloadableFile::status() const {

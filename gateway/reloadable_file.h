@@ -1,35 +1,38 @@
-// A file the running server re-reads (the QoS config, the API keys): on SIGHUP, on an admin route
-// and when it changes on disk. Remembers what the file looked like at the last look (modification
-// time, size, inode) and the outcome of the last reload, for /admin/qos and /metrics. A reload's
-// parse and swap run under reload_mutex(), so two reloads racing (signal, poll, admin route) can
-// never apply an older parse after a newer one. Thread-safe.
+// A file the running server re-reads (the QoS config, the API keys) on SIGHUP, on an admin route
+// and when it changes on disk. It decides when and keeps the outcome; `load` does the reading and
+// applying and returns "" or the errors (file, place, fix), in which case what is in force stays.
+// Reloads are serialised (signal, poll and admin route run on different threads), so an older
+// read can never be applied after a newer one. The outcome of the last attempt and the counts feed
+// /admin/qos and /metrics. Thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace tiergate::gateway {
 
 class ReloadableFile {
  public:
+  using Load = std::function<std::string()>;
   struct Status {
-    bool ok = true;           // the last attempt was accepted (or none was made)
-    std::string error;        // the last rejection's message, kept until a good reload
+    bool ok = true;               // the last attempt was accepted (or none was made)
+    std::string error;            // the last rejection's message, kept until a good reload
     std::uint64_t reloads = 0;    // accepted reloads since start
     std::uint64_t failures = 0;   // rejected reloads since start
   };
 
-  explicit ReloadableFile(std::string path);
+  ReloadableFile(std::string path, Load load);
 
   const std::string& path() const { return path_; }
-  // True when the file differs from the last look (which it records). A missing file counts as a
-  // state of its own, so deleting it and writing it back are both noticed.
-  bool changed();
-  void record_success();
-  void record_failure(std::string error);
+  // Loads now; returns load's errors ("" when accepted).
+  std::string reload();
+  // Loads when the file differs from the last look (modification time, size, inode; a missing file
+  // is a state of its own, so deleting it and writing it back are both noticed); nullopt otherwise.
+  std::optional<std::string> reload_if_changed();
   Status status() const;
-  std::mutex& reload_mutex() { return reload_mutex_; }
 
  private:
   struct Stamp {
@@ -40,10 +43,12 @@ class ReloadableFile {
     bool operator==(const Stamp&) const = default;
   };
   Stamp stamp() const;
+  std::string reload_locked();  // reload_mutex_ held
 
   const std::string path_;
-  std::mutex reload_mutex_;
-  mutable std::mutex mutex_;
+  const Load load_;
+  std::mutex reload_mutex_;  // one reload at a time
+  mutable std::mutex mutex_;  // seen_ and status_
   Stamp seen_;
   Status status_;
 };

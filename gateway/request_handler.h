@@ -18,6 +18,7 @@ struct HttpRequest {
   std::string target;
   std::string authorization;  // the Authorization header, as sent
   std::string body;
+  std::string cookie;         // the Cookie header, as sent (dashboard sessions)
 };
 
 struct HttpResponse {
@@ -78,6 +79,9 @@ class RequestHandler {
   // SIGTERM/SIGINT or stop(): the server has stopped accepting and waits (its shutdown deadline) for
   // the requests in flight to be answered; queued ones should be answered now (503 / final event).
   virtual void begin_shutdown() {}
+  // The shutdown deadline passed: the running ones should be answered too; the server then gives
+  // their sessions a moment to write that before it stops.
+  virtual void stop_running() {}
   // The server registers itself while it runs (nullptr when it stops).
   virtual void set_transport(const TransportStatsSource* /*transport*/) {}
 };

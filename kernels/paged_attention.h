@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/check.h"
 #include "kernels/tensor_type.h"
 
 namespace tiergate::kernels {
@@ -48,5 +49,16 @@ struct PagedAttentionParams {
   std::size_t num_heads = 0; // a multiple of num_kv_heads (grouped-query attention)
   float scale = 1.0f;        // usually 1 / sqrt(head_dim)
 };
+
+// Element offset of token `pos` of sequence row `seq`, KV head `kv_head`, in a K or V pool.
+// `static`: every translation unit that uses it (each CPU ISA level's among them) keeps its own
+// copy, so the linker never hands one compiled with one level's flags to another.
+static inline std::size_t kv_slot_offset(const PagedKv& kv, const TokenLayout& layout, std::size_t seq,
+                                         std::size_t pos, std::size_t kv_head) {
+  const std::int32_t block = layout.block_tables[seq * layout.max_blocks_per_seq + pos / kv.block_size];
+  TG_CHECK(block >= 0 && static_cast<std::size_t>(block) < kv.num_blocks);
+  return ((static_cast<std::size_t>(block) * kv.block_size + pos % kv.block_size) * kv.num_kv_heads + kv_head) *
+         kv.head_dim;
+}
 
 }  // namespace tiergate::kernels

@@ -5,33 +5,10 @@
 #include <deque>
 #include <utility>
 
+#include "qos/admission_queue_state.h"
 #include "qos/check.h"
 
 namespace tiergate::qos {
-
-struct AdmissionQueue::Pending {
-  QueuedRequest request;
-  Clock::time_point arrival;
-  std::uint64_t seq = 0;   // global arrival order: FIFO per user, tie-break across users
-  bool preempted = false;  // back from the engine: exempt from the wait bound
-};
-
-// One per user id; unknown users get their own account inside the group's default share.
-struct AdmissionQueue::Account {
-  std::string user_id;
-  std::size_t group = 0;
-  bool unknown = false;
-  bool orphaned = false;   // the config in force no longer admits this user
-  double quota_share = 0;  // known users: normalised quota; unknown users: the whole default share
-  double counter = 0;      // virtual counter: Σ weighted tokens / share at the time of the charge
-  std::deque<Pending> waiting;
-  std::unordered_map<RequestId, Pending> running;  // admitted, kept for preemption
-  std::optional<ReadyKey> ready_key;  // its key in groups_[group].ready while waiting is non-empty
-  bool active = false;                // waiting or running (counted in active_unknown)
-  UserUsage usage;
-
-  bool idle() const { return waiting.empty() && running.empty(); }
-};
 
 AdmissionQueue::AdmissionQueue(std::shared_ptr<const Config> config) : config_(std::move(config)) {
   QOS_CHECK(config_ != nullptr);
@@ -136,37 +113,118 @@ EnqueueResult AdmissionQueue::enqueue(QueuedRequest request, Clock::time_point n
 
   Account& account = *account_for(request.user_id, *resolution);
   if (account.idle()) {
+    forget_debtor(account);
     set_active(account, true);
-    // Lift: idle time banks no credit. The floor is the smallest counter among the group's waiting
-    // users of the same class, or the class's virtual time when none waits.
-    const bool scav = scavenger(account);
-    GroupState& group = groups_[account.group];
-    double floor = group.virtual_time[scav];
-    for (const ReadyKey& key : group.ready) {
-      if (std::get<0>(key) == scav) {
-        floor = std::get<3>(key)->counter;
-        break;
-      }
-    }
-    account.counter = std::max(account.counter, floor);
+    // Lift: idle time banks no credit.
+    account.counter = std::max(account.counter, lift_floor(account.group, scavenger(account)));
   }
   const RequestId id = request.id;
   const bool was_empty = account.waiting.empty();
-  account.waiting.push_back(Pending{std::move(request), now, next_seq_++, false});
+  Pending pending;
+  pending.request = std::move(request);
+  pending.queued_since = now;
+  pending.seq = next_seq_++;
+  account.waiting.push_back(std::move(pending));
   if (was_empty) index(account);
   ++groups_[account.group].queued;
   requests_.emplace(id, &account);
   return {EnqueueStatus::kQueued, group_name, 0};
 }
 
-std::optional<NextCandidate> AdmissionQueue::peek() const {
-  std::lock_guard lock(mutex_);
-  for (std::size_t g = 0; g < groups_.size(); ++g) {
-    if (groups_[g].ready.empty()) continue;
-    const Pending& head = std::get<3>(*groups_[g].ready.begin())->waiting.front();
-    return NextCandidate{head.request.id, priority_of(g), head.request.prompt_tokens};
+double AdmissionQueue::lift_floor(std::size_t group, bool scav) const {
+  // The smallest counter among the group's waiting users of the same class, or the class's
+  // virtual time when none waits.
+  for (const ReadyKey& key : groups_[group].ready) {
+    if (std::get<0>(key) == scav) return std::get<3>(key)->counter;
   }
-  return std::nullopt;
+  return groups_[group].virtual_time[scav];
+}
+
+double AdmissionQueue::safe_floor(std::size_t group, bool scav) const {
+  // Waiting users' counters only grow, newcomers are lifted to at least the floor of their time,
+  // and the virtual time only grows: no later floor is below the smaller of the two.
+  return std::min(lift_floor(group, scav), groups_[group].virtual_time[scav]);
+}
+
+void AdmissionQueue::forget_debtor(Account& account) {
+  if (!account.debtor) return;
+  const std::size_t erased = groups_[account.group].debtors[account.debtor->first].erase(
+      {account.debtor->second, &account});
+  QOS_CHECK(erased == 1);
+  account.debtor.reset();
+}
+
+void AdmissionQueue::retire_if_idle(Account& account) {
+  if (!account.idle() || account.debtor) return;
+  if (!config_->enable_user_qos()) return retire(account);  // FCFS: counters decide nothing
+  if (!account.retirable()) return;
+  const bool scav = scavenger(account);
+  GroupState& group = groups_[account.group];
+  if (account.counter > safe_floor(account.group, scav)) {
+    account.debtor = std::pair{scav, account.counter};
+    group.debtors[scav].emplace(account.counter, &account);
+    // Memory stays bounded whatever the number of distinct users: past the cap, the smallest debt
+    // (the one closest to the floor, so the least consequential) is forgiven.
+    if (group.debtors[scav].size() > kMaxDebtorsPerClass) {
+      Account& least = *group.debtors[scav].begin()->second;
+      forget_debtor(least);
+      retire(least);
+    }
+    return;
+  }
+  retire(account);
+}
+
+void AdmissionQueue::retire(Account& account) {
+  GroupState& group = groups_[account.group];
+  UserUsage& r = group.retired;
+  r.weighted_tokens += account.usage.weighted_tokens;
+  r.prompt_tokens += account.usage.prompt_tokens;
+  r.output_tokens += account.usage.output_tokens;
+  r.requests += account.usage.requests;
+  ++group.retired_users;
+  accounts_.erase(account.user_id);  // `account` is gone after this line
+}
+
+void AdmissionQueue::sweep_debtors(std::size_t g) {
+  for (bool scav : {false, true}) {
+    auto& debtors = groups_[g].debtors[scav];
+    const double floor = safe_floor(g, scav);
+    while (!debtors.empty() && debtors.begin()->first <= floor) {
+      Account& account = *debtors.begin()->second;
+      forget_debtor(account);
+      retire_if_idle(account);
+    }
+  }
+}
+
+Admission AdmissionQueue::admit_head(Account& account, Clock::time_point now) {
+  const std::size_t g = account.group;
+  GroupState& group = groups_[g];
+  unindex(account);
+  Pending pending = std::move(account.waiting.front());
+  account.waiting.pop_front();
+  --group.queued;
+  const bool scav = scavenger(account);
+  group.virtual_time[scav] = std::max(group.virtual_time[scav], account.counter);
+  ++running_;
+  if (!pending.started_before) ++account.usage.requests;
+  if (!account.waiting.empty()) index(account);
+
+  Admission admission;
+  admission.id = pending.request.id;
+  admission.user_id = account.user_id;
+  admission.group = config_->enable_user_qos() ? config_->groups()[g].name : "";
+  admission.priority = priority_of(g);
+  admission.prompt_tokens = pending.request.prompt_tokens;
+  admission.max_tokens = pending.request.max_tokens;
+  admission.waited = pending.waited(now);
+  admission.first_start = !pending.started_before;
+  pending.started_before = true;
+  pending.waited_before = admission.waited;
+  account.running.emplace(admission.id, std::move(pending));
+  sweep_debtors(g);  // the virtual time may have risen
+  return admission;
 }
 
 std::optional<Admission> AdmissionQueue::next(Clock::time_point now, std::int64_t prompt_token_limit) {
@@ -176,38 +234,25 @@ std::optional<Admission> AdmissionQueue::next(Clock::time_point now, std::int64_
     if (group.ready.empty()) continue;
     Account& account = *std::get<3>(*group.ready.begin());
     if (account.waiting.front().request.prompt_tokens > prompt_token_limit) return std::nullopt;
-
-    unindex(account);
-    Pending pending = std::move(account.waiting.front());
-    account.waiting.pop_front();
-    --group.queued;
-    const bool scav = scavenger(account);
-    group.virtual_time[scav] = std::max(group.virtual_time[scav], account.counter);
-    ++running_;
-    if (!pending.preempted) ++account.usage.requests;
-    if (!account.waiting.empty()) index(account);
-
-    Admission admission;
-    admission.id = pending.request.id;
-    admission.user_id = account.user_id;
-    admission.group = config_->enable_user_qos() ? config_->groups()[g].name : "";
-    admission.priority = priority_of(g);
-    admission.prompt_tokens = pending.request.prompt_tokens;
-    admission.max_tokens = pending.request.max_tokens;
-    admission.waited = now - pending.arrival;
-    pending.preempted = false;
-    account.running.emplace(admission.id, std::move(pending));
-    return admission;
+    return admit_head(account, now);
   }
   return std::nullopt;
 }
 
-void AdmissionQueue::charge(std::string_view user_id, std::int64_t prompt_tokens,
-                            std::int64_t output_tokens) {
+void AdmissionQueue::charge(std::string_view user_id, std::int64_t prompt_tokens, std::int64_t output_tokens) {
   std::lock_guard lock(mutex_);
   auto it = accounts_.find(std::string(user_id));
   if (it == accounts_.end()) return;  // never admitted: nothing of it ran
-  Account& account = *it->second;
+  charge_account(*it->second, prompt_tokens, output_tokens);
+}
+
+void AdmissionQueue::charge(RequestId id, std::int64_t prompt_tokens, std::int64_t output_tokens) {
+  std::lock_guard lock(mutex_);
+  auto it = requests_.find(id);
+  if (it != requests_.end()) charge_account(*it->second, prompt_tokens, output_tokens);
+}
+
+void AdmissionQueue::charge_account(Account& account, std::int64_t prompt_tokens, std::int64_t output_tokens) {
   const TokenWeights& w = config_->weights();
   const double cost = w.input * static_cast<double>(prompt_tokens) +
                       w.output * static_cast<double>(output_tokens);
@@ -231,7 +276,10 @@ bool AdmissionQueue::finish(RequestId id) {
   QOS_CHECK(running_ > 0);
   --running_;
   requests_.erase(it);
-  if (account.idle()) set_active(account, false);
+  if (account.idle()) {
+    set_active(account, false);
+    retire_if_idle(account);
+  }
   return true;
 }
 
@@ -245,7 +293,10 @@ bool AdmissionQueue::remove_waiting(Account& account, RequestId id) {
   --groups_[account.group].queued;
   requests_.erase(id);
   if (head && !account.waiting.empty()) index(account);
-  if (account.idle()) set_active(account, false);
+  if (account.idle()) {
+    set_active(account, false);
+    retire_if_idle(account);  // `account` may be gone after this line
+  }
   return true;
 }
 
@@ -259,7 +310,8 @@ bool AdmissionQueue::cancel(RequestId id) {
   return finish(id);
 }
 
-bool AdmissionQueue::preempt(RequestId id) {
+bool AdmissionQueue::preempt(RequestId id, Clock::time_point now, std::int64_t resume_tokens,
+                             std::int64_t resume_blocks, bool streamed) {
   std::lock_guard lock(mutex_);
   auto it = requests_.find(id);
   if (it == requests_.end()) return false;
@@ -271,7 +323,10 @@ bool AdmissionQueue::preempt(RequestId id) {
   --running_;
   // Its original seq is older than anything its user has waiting (FIFO per user), so it goes back
   // to the head of that queue and keeps its place among other users too.
-  pending.preempted = true;
+  pending.streamed = pending.streamed || streamed;
+  pending.queued_since = now;
+  if (resume_tokens >= 0) pending.request.prompt_tokens = resume_tokens;
+  if (resume_blocks > 0) pending.blocks = resume_blocks;
   unindex(account);
   account.waiting.push_front(std::move(pending));
   ++groups_[account.group].queued;
@@ -283,31 +338,43 @@ std::vector<ExpiredRequest> AdmissionQueue::expire(Clock::time_point now) {
   std::lock_guard lock(mutex_);
   std::vector<ExpiredRequest> expired;
   if (!config_->enable_user_qos()) return expired;
+  // Only accounts with waiting requests are looked at, so the scan does not grow with idle users.
   std::vector<std::pair<Account*, RequestId>> victims;
-  for (auto& [user, account] : accounts_) {
-    if (account->orphaned) continue;
-    const auto& bound = config_->groups()[account->group].limits.max_queue_wait_s;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const auto& bound = config_->groups()[g].limits.max_queue_wait_s;
     if (!bound) continue;
     const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*bound));
-    for (const Pending& p : account->waiting) {
-      if (!p.preempted && now - p.arrival > limit) victims.emplace_back(account.get(), p.request.id);
+    for (const ReadyKey& key : groups_[g].ready) {
+      Account* account = std::get<3>(key);
+      if (account->orphaned) continue;
+      for (const Pending& p : account->waiting) {
+        if (!p.streamed && p.waited(now) > limit) victims.emplace_back(account, p.request.id);
+      }
     }
   }
   std::sort(victims.begin(), victims.end(),
             [](const auto& a, const auto& b) { return a.second < b.second; });
   for (auto& [account, id] : victims) {
     expired.push_back({id, account->user_id, config_->groups()[account->group].name});
-    remove_waiting(*account, id);
+    remove_waiting(*account, id);  // may retire the account: it is not used again
   }
   return expired;
 }
 
-bool AdmissionQueue::waiting_outranks(int priority) const {
+std::vector<RequestId> AdmissionQueue::drain_waiting() {
   std::lock_guard lock(mutex_);
-  for (std::size_t g = 0; g < groups_.size(); ++g) {
-    if (!groups_[g].ready.empty()) return priority_of(g) > priority;
+  std::vector<std::pair<Account*, RequestId>> all;
+  for (GroupState& group : groups_) {
+    for (const ReadyKey& key : group.ready) {
+      for (const Pending& p : std::get<3>(key)->waiting) all.emplace_back(std::get<3>(key), p.request.id);
+    }
   }
-  return false;
+  std::vector<RequestId> ids;
+  for (auto& [account, id] : all) {
+    ids.push_back(id);
+    remove_waiting(*account, id);
+  }
+  return ids;
 }
 
 void AdmissionQueue::rebuild_groups() {
@@ -315,6 +382,7 @@ void AdmissionQueue::rebuild_groups() {
   for (auto& [user, account] : accounts_) {
     account->ready_key.reset();
     account->active = false;
+    account->debtor.reset();
   }
   for (auto& [user, account] : accounts_) {
     if (!account->idle()) set_active(*account, true);
@@ -346,6 +414,8 @@ void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
     if (auto it = old_time.find(group_name(g)); it != old_time.end()) {
       groups_[g].virtual_time[0] = it->second.virtual_time[0];
       groups_[g].virtual_time[1] = it->second.virtual_time[1];
+      groups_[g].retired = it->second.retired;
+      groups_[g].retired_users = it->second.retired_users;
     }
   }
   // A user that changed group or class starts at its new group's virtual time: no credit and no
@@ -358,6 +428,12 @@ void AdmissionQueue::reload(std::shared_ptr<const Config> config) {
     account->counter = groups_[account->group].virtual_time[scav];
     if (indexed) index(*account);
   }
+  // Idle accounts the new config no longer lists (or lists as unknown) may now be dropped.
+  std::vector<Account*> idle;
+  for (auto& [user, account] : accounts_) {
+    if (account->idle()) idle.push_back(account.get());
+  }
+  for (Account* account : idle) retire_if_idle(*account);
 }
 
 std::shared_ptr<const Config> AdmissionQueue::config() const {
@@ -377,6 +453,11 @@ std::size_t AdmissionQueue::running() const {
   return running_;
 }
 
+std::size_t AdmissionQueue::accounts() const {
+  std::lock_guard lock(mutex_);
+  return accounts_.size();
+}
+
 UsageReport AdmissionQueue::usage() const {
   std::lock_guard lock(mutex_);
   UsageReport report;
@@ -385,6 +466,9 @@ UsageReport AdmissionQueue::usage() const {
     group.name = config_->enable_user_qos() ? config_->groups()[g].name : "fcfs";
     group.priority = priority_of(g);
     group.waiting = groups_[g].queued;
+    group.weighted_tokens = groups_[g].retired.weighted_tokens;
+    group.requests = groups_[g].retired.requests;
+    group.retired_users = groups_[g].retired_users;
     report.groups.push_back(group);
   }
   for (const auto& [user, account] : accounts_) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,11 +24,16 @@ struct UserQuota {
   bool operator==(const UserQuota&) const = default;
 };
 
-// Extension: bounds on a group's queue. Unset means unbounded.
+// Extension: bounds on a group's queue (unset means unbounded) and its isolation from the groups
+// below it.
 struct GroupLimits {
   std::optional<std::size_t> max_queued;        // full queue → 429
   std::optional<double> max_queue_wait_s;       // waited longer → 503
   double retry_after_s = 1;                     // advertised in Retry-After on a 429
+  // While a request of this group is on its way to its first token, each engine step gives the
+  // strictly lower groups together at most this many tokens (decode + prefill); 0 pauses them for
+  // the length of the prefill, so the first token comes as on an idle server.
+  std::int64_t lower_groups_step_tokens = 0;
 
   bool operator==(const GroupLimits&) const = default;
 };

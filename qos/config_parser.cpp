@@ -445,6 +445,25 @@ class Validator {
     return weights;
   }
 
+  // An integer member: positive, or non-negative with allow_zero; nullopt when absent or wrong.
+  std::optional<std::uint64_t> read_count(const Fields& members, const std::string& path, const char* key,
+                                          bool allow_zero, const char* example) {
+    auto it = members.find(key);
+    if (it == members.end()) return std::nullopt;
+    std::uint64_t count = 0;
+    const element v = it->second;
+    const bool integral = (v.type() == element_type::INT64 && v.get_int64().value_unsafe() >= 0) ||
+                          v.type() == element_type::UINT64;
+    if (!integral || v.get_uint64().get(count) != simdjson::SUCCESS || (count == 0 && !allow_zero) ||
+        count > (std::uint64_t{1} << 40)) {
+      error(member_path(path, key), std::string("must be a ") + (allow_zero ? "non-negative" : "positive") +
+                                  " integer, found " + describe(v),
+            std::string("write ") + example);
+      return std::nullopt;
+    }
+    return count;
+  }
+
   void read_group_limits(const Fields& fields, std::vector<Group>& groups) {
     auto it = fields.find("group_limits");
     if (it == fields.end()) return;
@@ -471,18 +490,14 @@ class Validator {
         continue;
       }
       const Fields members = unique_fields(limits, group_path);
-      reject_unknown(members, group_path, {"max_queued", "max_queue_wait_s", "retry_after_s"});
-      if (auto it_max = members.find("max_queued"); it_max != members.end()) {
-        std::uint64_t count = 0;
-        const element v = it_max->second;
-        const bool integral = (v.type() == element_type::INT64 && v.get_int64().value_unsafe() > 0) ||
-                              v.type() == element_type::UINT64;
-        if (!integral || v.get_uint64().get(count) != simdjson::SUCCESS || count == 0) {
-          error(group_path + ".max_queued", "must be a positive integer, found " + describe(v),
-                "write a whole number of requests such as 1000");
-        } else {
-          group->limits.max_queued = static_cast<std::size_t>(count);
-        }
+      reject_unknown(members, group_path,
+                     {"max_queued", "max_queue_wait_s", "retry_after_s", "lower_groups_step_tokens"});
+      if (auto count = read_count(members, group_path, "max_queued", false, "a whole number of requests such as 1000")) {
+        group->limits.max_queued = static_cast<std::size_t>(*count);
+      }
+      if (auto tokens = read_count(members, group_path, "lower_groups_step_tokens", true,
+                                   "a whole number of tokens such as 0 (lower groups pause) or 64")) {
+        group->limits.lower_groups_step_tokens = static_cast<std::int64_t>(*tokens);
       }
       group->limits.max_queue_wait_s = read_non_negative(members, group_path, "max_queue_wait_s", true);
       if (auto v = read_non_negative(members, group_path, "retry_after_s", false)) {

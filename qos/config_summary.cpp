@@ -29,6 +29,17 @@ std::string summarize(const Config& config) {
       out += line;
     }
     const GroupLimits& limits = group.limits;
+    if (config.enable_user_qos() && g + 1 < groups.size()) {
+      if (limits.lower_groups_step_tokens == 0) {
+        out += "    isolation: while one of its requests waits for its first token, lower groups pause\n";
+      } else {
+        std::snprintf(line, sizeof line,
+                      "    isolation: while one of its requests waits for its first token, lower groups get at "
+                      "most %lld tokens a step\n",
+                      static_cast<long long>(limits.lower_groups_step_tokens));
+        out += line;
+      }
+    }
     if (limits != GroupLimits{}) {
       std::string bounds = "    limits:";
       if (limits.max_queued) bounds += " max_queued " + std::to_string(*limits.max_queued);

@@ -71,6 +71,9 @@ std::string to_json(const Config& config) {
     if (group.limits.max_queued) add("max_queued", std::to_string(*group.limits.max_queued));
     if (group.limits.max_queue_wait_s) add("max_queue_wait_s", json_number(*group.limits.max_queue_wait_s));
     add("retry_after_s", json_number(group.limits.retry_after_s));
+    if (group.limits.lower_groups_step_tokens != 0) {
+      add("lower_groups_step_tokens", std::to_string(group.limits.lower_groups_step_tokens));
+    }
     limits += fields + "}";
   }
   if (!limits.empty()) out += ",\n  \"group_limits\": {" + limits + "\n  }";

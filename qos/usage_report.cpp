@@ -15,7 +15,14 @@ std::string to_json(const UsageReport& report) {
            ", \"weighted_tokens\": " + json_number(g.weighted_tokens) +
            ", \"requests\": " + std::to_string(g.requests) +
            ", \"waiting\": " + std::to_string(g.waiting) +
-           ", \"running\": " + std::to_string(g.running) + "}";
+           ", \"running\": " + std::to_string(g.running) +
+           ", \"retired_users\": " + std::to_string(g.retired_users) +
+           ", \"ttft_p50_s\": " + json_number(g.ttft_p50_s) + ", \"ttft_p99_s\": " + json_number(g.ttft_p99_s) +
+           ", \"ttft_samples\": " + std::to_string(g.ttft_samples) +
+           ", \"first_outputs\": " + std::to_string(g.first_outputs) +
+           ", \"preemptions\": " + std::to_string(g.preemptions) +
+           ", \"refused_429\": " + std::to_string(g.refused_429) +
+           ", \"unavailable_503\": " + std::to_string(g.unavailable_503) + "}";
   }
   out += "], \"users\": [";
   for (std::size_t i = 0; i < report.users.size(); ++i) {

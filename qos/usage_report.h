@@ -31,6 +31,17 @@ struct GroupUsage {
   std::uint64_t requests = 0;
   std::size_t waiting = 0;
   std::size_t running = 0;
+  // Users whose accounts were dropped when they went idle (unknown users, DESIGN.md §3): their
+  // service stays in the group's totals, they are not listed one by one.
+  std::uint64_t retired_users = 0;
+  // Service levels (qos::ServiceLevels fills them; zero in a report from the queue alone).
+  double ttft_p50_s = 0;              // submission → first output, over the last minute's first outputs
+  double ttft_p99_s = 0;
+  std::uint64_t ttft_samples = 0;     // first outputs those percentiles are over
+  std::uint64_t first_outputs = 0;    // since the server started
+  std::uint64_t preemptions = 0;      // of this group's running requests
+  std::uint64_t refused_429 = 0;      // queue full: never queued
+  std::uint64_t unavailable_503 = 0;  // waited past the group's bound, or the server stopped first
 };
 
 struct UsageReport {

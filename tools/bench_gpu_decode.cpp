@@ -156,7 +156,12 @@ int main(int argc, char** argv) {
   CudaExecutorOptions options;
   options.kv_cache_memory_fraction = 0.5;
   options.cuda_graphs = cuda_graphs;
-  options.max_batch_tokens = 4096;
+  options.max_batch_tokens = 4096;  // prefill steps take whole prompts up to 4096 tokens
+  {
+    std::stringstream list(batches);  // decode steps hold up to the largest batch
+    for (std::string item; std::getline(list, item, ',');)
+      options.max_sequences = std::max<std::size_t>(options.max_sequences, std::strtoul(item.c_str(), nullptr, 10));
+  }
   CudaExecutor gpu(c, options, 1234);
   const double weight_read_ms = peak > 0 ? static_cast<double>(gpu.weight_bytes()) / (peak * 1e9) * 1e3 : 0;
   if (!json) {

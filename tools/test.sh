@@ -10,6 +10,8 @@ if [ "${1:-}" = "release" ] || [ "${1:-}" = "debug" ]; then preset="$1"; shift; 
 bash tools/build.sh "$preset"
 bash tools/fetch_model.sh >/dev/null  # the engine tests run the default GGUF
 bash tools/python_env.sh              # the integration tests' client: the official openai package
+bash tools/bootstrap.sh browser      # headless chromium for the dashboard's browser test
+export TIERGATE_REQUIRE_MODEL=1       # a missing model (e.g. a wrong TIERGATE_MODEL) fails the run, not skips it
 # ctest's own closing lines end with the list of skipped GPU tests where no GPU is usable; its
 # summary line is repeated last so that it is what a reader of the log's tail sees.
 status=0

@@ -15,7 +15,8 @@ void rms_norm(const float* x, const float* weight, float* out, std::size_t rows,
 void rope(float* x, const int* positions, std::size_t tokens, std::size_t heads, std::size_t head_dim,
           std::size_t rope_dims, float freq_base);
 
-// out = silu(gate) * up, elementwise over n.
+// out = silu(gate) * up, elementwise over n, at active_isa() (IsaKernels::silu_mul: ggml's
+// polynomial exp, the same bits at every level).
 void silu_mul(const float* gate, const float* up, float* out, std::size_t n);
 
 // x += y over n.

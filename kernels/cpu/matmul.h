@@ -1,12 +1,14 @@
 // y = x · Wᵀ with W kept in its stored (possibly quantised) format: activations are quantised once
-// per call to the weight type's activation format, then every (weight row, token) pair is one
-// block dot product. Rows are split across the pool's threads. Engine-thread only (it owns the
-// pool and the scratch).
+// per call to the weight type's activation format, then tiles of weight rows are split across the
+// pool's threads and each tile meets every token while it is in cache (isa_kernels.h). The
+// results are the same bits at every ISA level and whatever the batch. Engine-thread only (it
+// owns the pool and the scratch).
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
+#include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/tensor_type.h"
 
@@ -22,6 +24,9 @@ struct MatmulParams {
   std::size_t tokens = 0;
 };
 
+// At the process's ISA level (active_kernels()).
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch);
+// At a given level (tests compare the levels).
+void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch, const IsaKernels& isa);
 
 }  // namespace tiergate::kernels::cpu

@@ -1,7 +1,7 @@
 // Quantised row formats on the CPU: quantising activations (Q8_0, Q8_1, as ggml does, so that
-// weights stay compressed and dot products run on int8), dequantising any supported row, and the
-// block dot products the matmul is built from. AVX2 paths where the build targets them, scalar
-// reference paths always (tests compare the two). Pure functions; any thread.
+// weights stay compressed and dot products run on int8) and dequantising any supported row. The
+// block dot products themselves are the ISA levels' business (isa_kernels.h). Pure functions;
+// any thread.
 #pragma once
 
 #include <cstddef>
@@ -21,11 +21,5 @@ void dequantize_row(DType type, const void* row, float* out, std::size_t n);
 DType activation_type(DType weight);
 std::size_t activation_row_bytes(DType weight, std::size_t n);
 void quantize_activation_row(DType weight, const float* x, void* out, std::size_t n);
-
-// Dot product of one weight row with one activation row prepared by quantize_activation_row
-// (AVX2 for float rows; quantised rows are the matmul kernels' business, see matmul.h).
-float dot(DType weight, const void* weight_row, const void* activation_row, std::size_t n);
-// Portable code only: the reference the SIMD kernels are tested against.
-float dot_reference(DType weight, const void* weight_row, const void* activation_row, std::size_t n);
 
 }  // namespace tiergate::kernels::cpu

@@ -35,7 +35,9 @@ constexpr int kArgmaxThreads = 256;
 
 __global__ void argmax_rows_kernel(const float* __restrict__ logits, std::size_t n, std::int32_t* __restrict__ out) {
   const float* row = logits + static_cast<std::size_t>(blockIdx.x) * n;
-  float best = -FLT_MAX;
+  // -inf, not -FLT_MAX: a row whose only numbers are -inf answers the first of them, not index
+  // 0 when that is a NaN.
+  float best = -INFINITY;
   int best_i = 0x7fffffff;
   for (std::size_t i = threadIdx.x; i < n; i += kArgmaxThreads) {
     const float v = row[i];
@@ -66,7 +68,7 @@ __global__ void fill_uniform_kernel(T* out, std::size_t n, float lo, float span,
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const std::uint64_t h = mix64(seed * 0x9e3779b97f4a7c15ull + i);
     const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // 24 bits: [0, 1)
-    const float v = lo + span * u;
+    const float v = fmaf(span, u, lo);  // one rounding, as the header states (a host can replay it)
     if constexpr (sizeof(T) == 4) {
       out[i] = v;
     } else if constexpr (std::is_same_v<T, __half>) {

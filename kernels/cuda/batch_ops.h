@@ -16,12 +16,13 @@ namespace tiergate::kernels::cuda {
 Status gather_rows(const float* x, const std::int32_t* rows, std::size_t num_rows, std::size_t n, float* out,
                    void* stream);
 
-// out[r] = the index of the largest of logits[r] (the lowest index among equals; NaN never wins).
-// logits: [rows, n]; out: [rows].
+// out[r] = the index of the largest of logits[r] (the lowest index among equals; NaN never wins,
+// -inf is a value like any other; a row of NaN only answers 0). logits: [rows, n]; out: [rows].
 Status argmax_rows(const float* logits, std::size_t rows, std::size_t n, std::int32_t* out, void* stream);
 
-// out[i] = lo + (hi - lo) * u(seed, i), u uniform in [0, 1) from a counter-based hash, written as
-// `type` (F32, F16 or BF16). The same (seed, n) always gives the same values.
+// out[i] = fma(hi - lo, u, lo) in fp32, u = (mix64(seed · 0x9e3779b97f4a7c15 + i) >> 40) · 2^-24
+// (kernels/mix64.h; 24 bits, uniform in [0, 1)), rounded to nearest even into `type` (F32, F16
+// or BF16). A pure function of (seed, i), so a host can compute the same bits.
 Status fill_uniform(DType type, void* out, std::size_t n, float lo, float hi, std::uint64_t seed, void* stream);
 
 // out[i] = value over n floats.

@@ -65,18 +65,23 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
   return *this;
 }
 
-void DeviceBuffer::upload(const void* host, std::size_t bytes, std::size_t offset) {
+void DeviceBuffer::upload(const void* host, std::size_t bytes, void* stream, std::size_t offset) {
   if (offset + bytes > bytes_) check_cuda(cudaErrorInvalidValue, "upload past end", __FILE__, __LINE__);
-  TG_CUDA_CHECK(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, bytes, cudaMemcpyHostToDevice));
+  if (bytes == 0) return;
+  TG_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(ptr_) + offset, host, bytes, cudaMemcpyHostToDevice,
+                                static_cast<cudaStream_t>(stream)));
 }
 
-void DeviceBuffer::download(void* host, std::size_t bytes, std::size_t offset) const {
+void DeviceBuffer::download(void* host, std::size_t bytes, void* stream, std::size_t offset) const {
   if (offset + bytes > bytes_) check_cuda(cudaErrorInvalidValue, "download past end", __FILE__, __LINE__);
-  TG_CUDA_CHECK(cudaMemcpy(host, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost));
+  if (bytes == 0) return;
+  TG_CUDA_CHECK(cudaMemcpyAsync(host, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost,
+                                static_cast<cudaStream_t>(stream)));
+  TG_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
-void DeviceBuffer::zero() {
-  if (ptr_) TG_CUDA_CHECK(cudaMemset(ptr_, 0, bytes_));
+void DeviceBuffer::zero(void* stream) {
+  if (ptr_) TG_CUDA_CHECK(cudaMemsetAsync(ptr_, 0, bytes_, static_cast<cudaStream_t>(stream)));
 }
 
 Stream::Stream() {

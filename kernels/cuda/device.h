@@ -58,9 +58,17 @@ class DeviceBuffer {
   T* as() const { return static_cast<T*>(ptr_); }
   std::size_t bytes() const { return bytes_; }
 
-  void upload(const void* host, std::size_t bytes, std::size_t offset = 0);
-  void download(void* host, std::size_t bytes, std::size_t offset = 0) const;
-  void zero();
+  // Every transfer is ordered on `stream` (a cudaStream_t as void*) with the kernels around it:
+  // our streams are non-blocking, so a copy on the legacy default stream (plain cudaMemcpy) would
+  // not be ordered before a kernel that reads it, nor after one that writes it.
+  //
+  // Enqueues host → device. Pageable host memory is staged before the call returns, so the host
+  // may reuse it at once; pinned memory must stay unchanged until the stream has passed the copy.
+  void upload(const void* host, std::size_t bytes, void* stream, std::size_t offset = 0);
+  // Device → host after everything enqueued on `stream` so far; returns once `host` holds the data.
+  void download(void* host, std::size_t bytes, void* stream, std::size_t offset = 0) const;
+  // Enqueues setting every byte to 0.
+  void zero(void* stream);
 
  private:
   void* ptr_ = nullptr;

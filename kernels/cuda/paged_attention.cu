@@ -640,7 +640,7 @@ std::size_t prefill_heads(std::size_t group) {
   return best;
 }
 
-Status validate_cache(const PagedKv& kv, const TokenLayout& layout) {
+Status validate_cache_shape(const PagedKv& kv, const TokenLayout& layout) {
   if (kv.dtype != DType::kF16 && kv.dtype != DType::kBF16)
     return Status::failure("KV cache dtype " + dtype_name(kv.dtype) + " unsupported on the GPU (supported: F16, BF16)");
   if (!find_kernels(kv.dtype, kv.head_dim))
@@ -656,6 +656,10 @@ Status validate_cache(const PagedKv& kv, const TokenLayout& layout) {
                            " out of range (1..2^30 / block_size)");
   if (layout.num_tokens > static_cast<std::size_t>(INT_MAX))
     return Status::failure("num_tokens " + std::to_string(layout.num_tokens) + " out of range (0..INT_MAX)");
+  return Status::success();
+}
+
+Status validate_cache_pointers(const PagedKv& kv, const TokenLayout& layout) {
   if (layout.num_tokens == 0) return Status::success();
   if (!kv.k || !kv.v || !layout.block_tables || !layout.token_seq || !layout.token_pos)
     return Status::failure("null pointer among kv.k, kv.v, block_tables, token_seq, token_pos");
@@ -690,13 +694,14 @@ Status launch_status(const char* what) {
 }  // namespace
 
 Status validate_kv_append(const KvAppendParams& p) {
-  if (Status s = validate_cache(p.kv, p.layout); !s.ok()) return s;
+  if (Status s = validate_cache_shape(p.kv, p.layout); !s.ok()) return s;
+  if (Status s = validate_cache_pointers(p.kv, p.layout); !s.ok()) return s;
   if (p.layout.num_tokens > 0 && (!p.k_new || !p.v_new)) return Status::failure("null k_new or v_new");
   return Status::success();
 }
 
-Status validate_paged_attention(const PagedAttentionParams& p, const AttentionBatchShape& shape) {
-  if (Status s = validate_cache(p.kv, p.layout); !s.ok()) return s;
+Status validate_paged_attention_shape(const PagedAttentionParams& p, const AttentionBatchShape& shape) {
+  if (Status s = validate_cache_shape(p.kv, p.layout); !s.ok()) return s;
   if (p.num_heads == 0 || p.num_heads % p.kv.num_kv_heads != 0)
     return Status::failure("num_heads " + std::to_string(p.num_heads) + " is not a positive multiple of num_kv_heads " +
                            std::to_string(p.kv.num_kv_heads));
@@ -709,6 +714,12 @@ Status validate_paged_attention(const PagedAttentionParams& p, const AttentionBa
     return Status::failure("num_heads " + std::to_string(p.num_heads) + " with num_kv_heads " +
                            std::to_string(p.kv.num_kv_heads) + " needs more than 65535 CTAs per token");
   if (shape.max_query_len == 0) return Status::failure("max_query_len 0 (at least 1)");
+  return Status::success();
+}
+
+Status validate_paged_attention(const PagedAttentionParams& p, const AttentionBatchShape& shape) {
+  if (Status s = validate_paged_attention_shape(p, shape); !s.ok()) return s;
+  if (Status s = validate_cache_pointers(p.kv, p.layout); !s.ok()) return s;
   if (p.layout.num_tokens == 0) return Status::success();
   if (!p.q || !p.out) return Status::failure("null q or out");
   if (!aligned16(p.q) || !aligned16(p.out)) return Status::failure("q and out must be 16-byte aligned");
@@ -765,9 +776,14 @@ std::size_t workspace_for(const PagedAttentionParams& p, const SplitPlan& plan) 
 }
 }  // namespace
 
+std::size_t paged_attention_workspace_bytes(const PagedAttentionParams& p, const AttentionBatchShape& shape,
+                                            int sm_count) {
+  if (!validate_paged_attention_shape(p, shape).ok() || shape.max_query_len > 1) return 0;
+  return workspace_for(p, plan_decode_splits(p, shape, sm_count));
+}
+
 std::size_t paged_attention_workspace_bytes(const PagedAttentionParams& p, const AttentionBatchShape& shape) {
-  if (!validate_paged_attention(p, shape).ok() || shape.max_query_len > 1) return 0;
-  return workspace_for(p, plan_decode_splits(p, shape, current_sm_count()));
+  return paged_attention_workspace_bytes(p, shape, current_sm_count());
 }
 
 Status paged_attention(const PagedAttentionParams& p, const AttentionBatchShape& shape, Workspace workspace,

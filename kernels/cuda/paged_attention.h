@@ -48,8 +48,10 @@ struct SplitPlan {
 };
 inline constexpr std::size_t kSplitAlign = 256;
 
-// Shape checks of the dispatch table (pure: no CUDA call, usable without a device).
+// Shape checks of the dispatch table (pure: no CUDA call, usable without a device). The _shape
+// form checks sizes, dtypes and counts alone; the others add the pointer checks of a launch.
 Status validate_kv_append(const KvAppendParams& p);
+Status validate_paged_attention_shape(const PagedAttentionParams& p, const AttentionBatchShape& shape);
 Status validate_paged_attention(const PagedAttentionParams& p, const AttentionBatchShape& shape);
 
 // Writes k_new/v_new rows into their slots, rounded to the cache dtype to nearest-even (bit-exact
@@ -59,7 +61,12 @@ Status kv_append(const KvAppendParams& p, void* stream);
 // The decode split for a device with `sm_count` SMs (pure; exposed for tests and the benchmark).
 SplitPlan plan_decode_splits(const PagedAttentionParams& p, const AttentionBatchShape& shape, int sm_count);
 
-// Workspace the launcher needs on the current device (0 when the plan does not split).
+// Workspace the launcher needs on a device of `sm_count` SMs (0 when the plan does not split or
+// the shape is unsupported). Reads only sizes, never a pointer: a caller sizes it before its
+// block tables and token arrays exist (pure; usable without a device).
+std::size_t paged_attention_workspace_bytes(const PagedAttentionParams& p, const AttentionBatchShape& shape,
+                                            int sm_count);
+// The same on the current device.
 std::size_t paged_attention_workspace_bytes(const PagedAttentionParams& p, const AttentionBatchShape& shape);
 
 // out = softmax(q k^T * scale) v per token and query head over keys 0..token_pos of its sequence,

@@ -67,11 +67,9 @@ TEST(ChatTemplate, BenignPromptsTokenizeAsTheWholeRenderedText) {
 // For any messages, however they spell special tokens: the prompt holds exactly the control tokens
 // of the template with empty messages, and for messages that spell none it equals the tokens of
 // the whole rendered text (what llama.cpp feeds the model).
-RC_GTEST_PROP(ChatTemplateProperty, OnlyTheTemplateMakesControlTokens, ()) {
-  const Model* model = testing::shared_model();
-  RC_PRE(model != nullptr);
-  const Tokenizer& tok = model->tokenizer();
-  const auto style = *rc::gen::element(std::string(model->chat_template()), std::string("<|start_header_id|>"),
+TG_MODEL_PROP(ChatTemplateProperty, OnlyTheTemplateMakesControlTokens) {
+  const Tokenizer& tok = model.tokenizer();
+  const auto style = *rc::gen::element(std::string(model.chat_template()), std::string("<|start_header_id|>"),
                                        std::string("[INST]"));
   const ChatTemplate t = ChatTemplate::from_template_text(style);
   const auto piece = rc::gen::element<std::string>("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>",

@@ -1,13 +1,16 @@
 // engine/engine.*: continuous batching end to end on the default model — batch invariance through
-// chunked prefill, seeded sampling, stop strings, max_tokens, n > 1 with copy-on-write, preemption
-// by recomputation (pool pressure and priority), and cancellation freeing every block.
+// chunked prefill, seeded sampling, stop strings, max_tokens, n > 1 with copy-on-write, plans that
+// rest or preempt requests (by priority and for lack of blocks) without changing any output,
+// prompt tokens charged once whatever the recomputation, requests handed out before their
+// submission was drained, and cancellation finishing every choice and freeing every block.
 #include "engine/engine.h"
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 
-#include "engine/fifo_admission.h"
+#include "engine/fifo_policy.h"
 #include "tests/engine/model_fixture.h"
 
 namespace tiergate::engine {
@@ -18,6 +21,37 @@ struct Choice {
   std::vector<TokenId> tokens;
   FinishReason finish = FinishReason::kNone;
   std::size_t completion_tokens = 0;
+};
+
+// FifoPolicy, watched: charges per request, the requests offered as memory victims (each must
+// still have work), and scripted preemptions or hooks before a step's plan.
+class WatchedPolicy : public FifoPolicy {
+ public:
+  void plan_step(std::span<const RunningRequest> running, const StepLimits& limits, StepPlan& plan) override {
+    if (before_plan) before_plan();
+    FifoPolicy::plan_step(running, limits, plan);
+    ++steps;
+    if (auto it = preempt_at_step.find(steps); it != preempt_at_step.end()) {
+      for (const RunningRequest& r : running) {
+        if (r.id == it->second) plan.preempt.push_back(r.id);
+      }
+      std::erase_if(plan.run, [&](const StepGrant& g) { return g.id == it->second; });
+    }
+  }
+  RequestId memory_victim(std::span<const RunningRequest> running) override {
+    for (const RunningRequest& r : running) EXPECT_GT(r.decode_seqs + r.prefill_seqs, 0u) << r.id;
+    ++victim_calls;
+    return FifoPolicy::memory_victim(running);
+  }
+  void charge(RequestId id, std::size_t prompt, std::size_t output) override {
+    charged[id].first += prompt;
+    charged[id].second += output;
+  }
+  std::map<RequestId, std::pair<std::size_t, std::size_t>> charged;  // prompt, output
+  std::map<std::size_t, RequestId> preempt_at_step;                  // 1-based step → id
+  std::function<void()> before_plan;
+  std::size_t steps = 0;
+  std::size_t victim_calls = 0;
 };
 
 class Harness {
@@ -34,12 +68,16 @@ class Harness {
     for (std::size_t i = 0; i < max_steps && !engine_.idle(); ++i) engine_.step();
   }
   Engine& engine() { return engine_; }
+  WatchedPolicy& policy() { return fifo_; }
+  std::vector<TokenId> tokens_of(const std::string& prompt) const { return model_.tokenizer().encode(prompt, true); }
   Choice& at(RequestId id, int index) { return results[{id, index}]; }
   std::map<std::pair<RequestId, int>, Choice> results;
+  std::map<std::pair<RequestId, int>, int> outputs;
   std::vector<RequestId> finish_order;
 
  private:
   void on_output(RequestOutput&& o) {
+    ++outputs[{o.id, o.index}];
     Choice& c = results[{o.id, o.index}];
     c.text += o.text;
     c.tokens.insert(c.tokens.end(), o.tokens.begin(), o.tokens.end());
@@ -50,7 +88,7 @@ class Harness {
     }
   }
   const Model& model_;
-  FifoAdmission fifo_;
+  WatchedPolicy fifo_;
   Engine engine_;
 };
 
@@ -154,7 +192,11 @@ TEST(Engine, ParallelChoicesShareThePrompt) {
   h.run();
   ASSERT_EQ(h.results.size(), 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(h.at(1, i).completion_tokens, 10u);
-  EXPECT_GT(h.engine().stats().blocks.prefix_query_tokens, 0u);
+  // One allocation and one prefill of the prompt for all three choices.
+  const std::size_t prompt = model->tokenizer().encode(kPrompts[3], true).size();
+  EXPECT_EQ(h.engine().stats().blocks.prefix_query_tokens, prompt);
+  EXPECT_EQ(h.engine().stats().prompt_tokens_computed, prompt);
+  EXPECT_EQ(h.engine().stats().tokens_generated, 30u);
   EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
   // Greedy choices are identical to each other and to n = 1.
   SamplingParams g = greedy(8);
@@ -176,6 +218,7 @@ TEST(Engine, PoolPressurePreemptsAndRecomputesWithoutChangingOutput) {
   for (RequestId i = 0; i < 6; ++i) h.add(i, kPrompts[i], greedy(40));
   h.run();
   EXPECT_GT(h.engine().stats().preemptions, 0u);
+  EXPECT_GT(h.policy().victim_calls, 0u);  // and every request offered as a victim still had work
   for (RequestId i = 0; i < 6; ++i) {
     Harness alone(*model, config());
     alone.add(i, kPrompts[i], greedy(40));
@@ -185,10 +228,10 @@ TEST(Engine, PoolPressurePreemptsAndRecomputesWithoutChangingOutput) {
   EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
 }
 
-TEST(Engine, HigherPriorityPreemptsLowerAndBothFinish) {
+TEST(Engine, HigherPriorityGoesFirstAndTheRestingRequestLosesNothing) {
   TG_REQUIRE_MODEL(model);
   EngineConfig one_slot = config();
-  one_slot.max_running = 1;
+  one_slot.max_running = 1;  // one sequence a step: the plan rests the low-priority request
   Harness h(*model, one_slot);
   h.add(1, kPrompts[2], greedy(16), /*priority=*/0);
   for (int i = 0; i < 4; ++i) h.engine().step();  // the low-priority request is running
@@ -196,11 +239,81 @@ TEST(Engine, HigherPriorityPreemptsLowerAndBothFinish) {
   h.run();
   ASSERT_EQ(h.finish_order.size(), 2u);
   EXPECT_EQ(h.finish_order[0], 2u);  // the high-priority request did not wait for the other
-  EXPECT_GE(h.engine().stats().preemptions, 1u);
+  EXPECT_EQ(h.engine().stats().preemptions, 0u);  // blocks sufficed: it rested, kept its KV
   Harness alone(*model, config());
   alone.add(1, kPrompts[2], greedy(16));
   alone.run();
   EXPECT_EQ(alone.at(1, 0).text, h.at(1, 0).text);  // nothing lost or repeated
+}
+
+TEST(Engine, AHigherRequestShortOfBlocksPreemptsALowerOneWhichResumesIntact) {
+  TG_REQUIRE_MODEL(model);
+  // 5 blocks of 16: the low-priority request grows to 4 of them, the high one needs 2.
+  Harness h(*model, config(5));
+  h.add(1, kPrompts[4], greedy(40), /*priority=*/0);
+  for (int i = 0; i < 30; ++i) h.engine().step();
+  h.add(2, kPrompts[0], greedy(8), /*priority=*/3);  // its 2 blocks are not free: 1 is
+  h.run();
+  ASSERT_EQ(h.finish_order.size(), 2u);
+  EXPECT_EQ(h.finish_order[0], 2u);
+  EXPECT_GE(h.engine().stats().preemptions, 1u);
+  Harness alone(*model, config());
+  alone.add(1, kPrompts[4], greedy(40));
+  alone.run();
+  EXPECT_EQ(alone.at(1, 0).tokens, h.at(1, 0).tokens);
+  EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
+}
+
+TEST(Engine, PromptTokensAreChargedOnceWhateverThePreemptions) {
+  TG_REQUIRE_MODEL(model);
+  EngineConfig chunked = config();
+  chunked.token_budget = 8;  // the prompt takes several steps: preempt it midway, twice
+  Harness h(*model, chunked);
+  h.policy().preempt_at_step = {{2, 1}, {5, 1}, {12, 1}};
+  h.add(1, kPrompts[0], greedy(10));
+  h.run();
+  EXPECT_EQ(h.engine().stats().preemptions, 3u);
+  const std::size_t prompt = h.tokens_of(kPrompts[0]).size();
+  ASSERT_GT(prompt, 8u);
+  EXPECT_EQ(h.policy().charged[1].first, prompt);  // recomputation is never charged
+  EXPECT_EQ(h.policy().charged[1].second, h.at(1, 0).completion_tokens);
+  Harness alone(*model, config());
+  alone.add(1, kPrompts[0], greedy(10));
+  alone.run();
+  EXPECT_EQ(alone.at(1, 0).tokens, h.at(1, 0).tokens);
+  EXPECT_EQ(alone.policy().charged[1].first, prompt);
+}
+
+TEST(Engine, ARequestHandedOutBeforeItsSubmissionWasDrainedStillRuns) {
+  TG_REQUIRE_MODEL(model);
+  // Another thread submits and enqueues between the step's inbox drain and its plan (the race in
+  // EngineService::submit): the plan starts an id the engine has not registered yet.
+  Harness h(*model, config());
+  bool once = false;
+  h.policy().before_plan = [&] {
+    if (once) return;
+    once = true;
+    h.add(7, kPrompts[1], greedy(4));
+  };
+  h.engine().step();
+  h.run();
+  EXPECT_EQ(h.at(7, 0).completion_tokens, 4u);
+  EXPECT_EQ(h.at(7, 0).finish, FinishReason::kLength);
+}
+
+TEST(Engine, CancellingARequestBeforeItForksFinishesEveryChoice) {
+  TG_REQUIRE_MODEL(model);
+  SamplingParams p = greedy(8);
+  p.n = 3;
+  Harness h(*model, config());
+  h.add(1, kPrompts[3], p);
+  h.engine().cancel(1);  // before its prompt was computed: only choice 0 exists
+  h.run();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(h.at(1, i).finish, FinishReason::kCancelled) << i;
+    EXPECT_EQ((h.outputs[std::pair<RequestId, int>(1, i)]), 1) << i;
+  }
+  EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
 }
 
 TEST(Engine, CancelFreesEverything) {

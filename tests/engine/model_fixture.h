@@ -1,15 +1,20 @@
 // Shared by the engine tests that need the default GGUF: where it is, and the llama.cpp fixtures.
 // Without the model file (tools/fetch_model.sh fetches it; tools/test.sh runs that first) the
-// tests skip with a message rather than fail.
+// tests skip with a message, which ctest shows as skipped; where the model is required (CI=true,
+// or TIERGATE_REQUIRE_MODEL=1 as tools/test.sh sets) they fail instead, so that a run without the
+// model cannot pass.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
 #include <simdjson.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/model.h"
@@ -30,10 +35,39 @@ inline const Model* shared_model() {
   return model.get();
 }
 
-#define TG_REQUIRE_MODEL(model)                                                               \
-  const ::tiergate::engine::Model* model = ::tiergate::engine::testing::shared_model();       \
-  if (!model) GTEST_SKIP() << "model not found at " << ::tiergate::engine::testing::default_model_path() \
-                           << " (run tools/fetch_model.sh)"
+inline bool model_required() {
+  const char* ci = std::getenv("CI");
+  const char* required = std::getenv("TIERGATE_REQUIRE_MODEL");
+  return (ci && std::string_view(ci) == "true") ||
+         (required && *required && std::string_view(required) != "0");
+}
+
+inline std::string missing_model_message() {
+  return "model not found at " + default_model_path() + " (run tools/fetch_model.sh)" +
+         (model_required() ? "; CI=true or TIERGATE_REQUIRE_MODEL requires it" : "");
+}
+
+// Declares `model` and skips (or, where the model is required, fails) the test without it.
+#define TG_REQUIRE_MODEL(model)                                                         \
+  const ::tiergate::engine::Model* model = ::tiergate::engine::testing::shared_model(); \
+  if (!model) {                                                                         \
+    if (::tiergate::engine::testing::model_required()) {                               \
+      FAIL() << ::tiergate::engine::testing::missing_model_message();                  \
+    }                                                                                   \
+    GTEST_SKIP() << ::tiergate::engine::testing::missing_model_message();              \
+  }                                                                                     \
+  static_assert(true)
+
+// A rapidcheck property over the default model (`model` in its body): it skips or fails as a
+// whole like TG_REQUIRE_MODEL (an RC_PRE on the model would discard every case, which rapidcheck
+// reports as a failure that says nothing of the model).
+#define TG_MODEL_PROP(Suite, Name)                                                      \
+  void tg_model_prop_##Suite##_##Name(const ::tiergate::engine::Model& model);          \
+  TEST(Suite, Name) {                                                                   \
+    TG_REQUIRE_MODEL(loaded);                                                           \
+    ::rc::detail::checkGTest([loaded] { tg_model_prop_##Suite##_##Name(*loaded); });    \
+  }                                                                                     \
+  void tg_model_prop_##Suite##_##Name(const ::tiergate::engine::Model& model)
 
 inline simdjson::dom::element load_fixture(simdjson::dom::parser& parser, const std::string& name) {
   return parser.load(TIERGATE_SOURCE_DIR "/tests/engine/fixtures/" + name);

@@ -55,9 +55,7 @@ TEST(Tokenizer, KnowsWhichBytesItsVocabularyLacks) {
   EXPECT_TRUE(model->tokenizer().can_encode_byte('a'));
 }
 
-RC_GTEST_PROP(TokenizerProperty, DecodeInvertsEncodeOnAnyBytes, ()) {
-  const Model* model = testing::shared_model();
-  RC_PRE(model != nullptr);
+TG_MODEL_PROP(TokenizerProperty, DecodeInvertsEncodeOnAnyBytes) {
   // Arbitrary bytes, ill-formed UTF-8 included, plus pieces that exercise the splitter.
   const auto pieces = *rc::gen::container<std::vector<std::string>>(rc::gen::oneOf(
       rc::gen::container<std::string>(rc::gen::arbitrary<char>()),
@@ -65,7 +63,7 @@ RC_GTEST_PROP(TokenizerProperty, DecodeInvertsEncodeOnAnyBytes, ()) {
                                     "\xC3", "<|im_end|>", "\t\t", "a")));
   std::string text;
   for (const std::string& p : pieces) text += p;
-  const Tokenizer& tok = model->tokenizer();
+  const Tokenizer& tok = model.tokenizer();
   std::string representable;
   for (char ch : text) {
     if (tok.can_encode_byte(static_cast<unsigned char>(ch))) representable += ch;
@@ -75,10 +73,8 @@ RC_GTEST_PROP(TokenizerProperty, DecodeInvertsEncodeOnAnyBytes, ()) {
 
 // Without parse_special no control token comes out, whatever fragments of special tokens the text
 // holds; with only markup ranges trusted, only specials inside them do.
-RC_GTEST_PROP(TokenizerProperty, PlainTextNeverYieldsAControlToken, ()) {
-  const Model* model = testing::shared_model();
-  RC_PRE(model != nullptr);
-  const Tokenizer& tok = model->tokenizer();
+TG_MODEL_PROP(TokenizerProperty, PlainTextNeverYieldsAControlToken) {
+  const Tokenizer& tok = model.tokenizer();
   const auto pieces = *rc::gen::container<std::vector<std::string>>(rc::gen::oneOf(
       rc::gen::container<std::string>(rc::gen::element<char>('<', '|', '>', '_', 'i', 'm', 's', 't', 'a', 'r', ' ')),
       rc::gen::element<std::string>("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_", "start|>", "<repo_name>")));
@@ -97,12 +93,10 @@ RC_GTEST_PROP(TokenizerProperty, PlainTextNeverYieldsAControlToken, ()) {
   RC_ASSERT(controls == markup.size());  // each trusted range is one control token
 }
 
-RC_GTEST_PROP(TokenizerProperty, StreamingNeverSplitsACharacter, ()) {
-  const Model* model = testing::shared_model();
-  RC_PRE(model != nullptr);
+TG_MODEL_PROP(TokenizerProperty, StreamingNeverSplitsACharacter) {
   const auto text = *rc::gen::element<std::string>("héllo wörld", "日本語のテキスト", "emoji 👨‍👩‍👧 🇫🇷 done",
                                                    "mixed 中文 and ascii", "κόσμε");
-  const Tokenizer& tok = model->tokenizer();
+  const Tokenizer& tok = model.tokenizer();
   StreamingDetokenizer stream(tok);
   std::string out;
   for (TokenId t : tok.encode(text, false)) {
@@ -126,10 +120,8 @@ TEST(Utf8, IllFormedBytesBecomeReplacementCharacters) {
 // Whatever bytes the tokens stand for (a generation may stop mid-character or emit stray bytes),
 // every piece the detokenizer emits is well-formed UTF-8, and the pieces add up to the replacement
 // decoding of the whole byte stream.
-RC_GTEST_PROP(TokenizerProperty, StreamingAlwaysEmitsWellFormedUtf8, ()) {
-  const Model* model = testing::shared_model();
-  RC_PRE(model != nullptr);
-  const Tokenizer& tok = model->tokenizer();
+TG_MODEL_PROP(TokenizerProperty, StreamingAlwaysEmitsWellFormedUtf8) {
+  const Tokenizer& tok = model.tokenizer();
   const auto raw = *rc::gen::container<std::string>(rc::gen::arbitrary<char>());
   std::string bytes;
   for (char ch : raw) {

@@ -7,7 +7,14 @@
 #include <rapidcheck/gtest.h>
 #include <simdjson.h>
 
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
 #include "gateway/api_keys.h"
+#include "qos/config_writer.h"
+#include "tests/temp_file.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -98,15 +105,336 @@ TEST(OpenAiProtocol, ErrorsNameTheParameter) {
   EXPECT_EQ(error_param(R"({"prompt": "a", "logprobs": 99})", Endpoint::kCompletion), "logprobs");
 }
 
-RC_GTEST_PROP(OpenAiProtocolProperty, AnyBodyParsesOrFailsCleanly, ()) {
-  const auto body = *rc::gen::container<std::string>(rc::gen::element<char>('{', '}', '[', ']', '"', ':', ',', 'a',
-                                                                            '1', ' ', 'm', 'e', 's', '-', '.'));
-  const auto r = parse_generation(body, Endpoint::kChat, *rc::gen::arbitrary<bool>());
-  if (auto* e = std::get_if<ApiError>(&r)) {
-    RC_ASSERT(e->status == 400);
-    simdjson::dom::parser parser;
-    RC_ASSERT(parser.parse(simdjson::padded_string(e->to_json())).error() == simdjson::SUCCESS);
+// ---- request bodies built from each route's schema ----
+//
+// (The random choices below use weightedElement: rapidcheck scales inRange with the case's size.)
+// A body holds a random subset of the route's real keys. Each value is either valid for its key
+// (drawn from the range the API documents, so it must parse to exactly that value) or, in a
+// perturbed body, any JSON value of any type. Then: a body of valid values parses and every field
+// reads back; a perturbed body parses (what it holds for the untouched keys reads back) or fails
+// with a 400 that names a perturbed key, or the required key when it was left out; a body cut
+// short fails as invalid JSON, naming no key. No case dies at the JSON parser by accident.
+
+struct Route {
+  Endpoint endpoint;
+  bool qos;
+  const char* name;
+  std::vector<std::string> keys;  // besides the required "messages" or "prompt"
+};
+
+const std::vector<Route>& routes() {
+  static const std::vector<Route> all = {
+      {Endpoint::kChat, false, "/v1/chat/completions",
+       {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+        "presence_penalty", "frequency_penalty", "seed", "stop", "n", "ignore_eos", "logprobs", "top_logprobs",
+        "stream", "stream_options", "user"}},
+      {Endpoint::kCompletion, false, "/v1/completions",
+       {"model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+        "frequency_penalty", "seed", "stop", "n", "ignore_eos", "logprobs", "stream", "stream_options", "user"}},
+      // LMDeploy 0.5.3's ChatCompletionRequestQos and CompletionRequestQos, and GenerateRequestQos.
+      {Endpoint::kChat, true, "/v1/chat/completions_qos",
+       {"model", "max_tokens", "request_output_len", "temperature", "top_p", "top_k", "repetition_penalty",
+        "presence_penalty", "frequency_penalty", "stop", "n", "ignore_eos", "logprobs", "top_logprobs", "stream",
+        "user", "user_id", "session_id"}},
+      {Endpoint::kCompletion, true, "/v1/completions_qos",
+       {"model", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty",
+        "frequency_penalty", "stop", "n", "ignore_eos", "logprobs", "stream", "user", "user_id", "session_id"}},
+      {Endpoint::kInteractive, true, "/v1/chat/interactive_qos",
+       {"session_id", "interactive_mode", "stream", "stop", "request_output_len", "top_p", "top_k", "temperature",
+        "repetition_penalty", "ignore_eos", "user_id"}},
+  };
+  return all;
+}
+
+// Text of any kind, escapes and non-ASCII included, always well-formed UTF-8.
+rc::Gen<std::string> any_text() {
+  return rc::gen::map(rc::gen::container<std::vector<std::string>>(
+                          rc::gen::element<std::string>("a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\x01", "é",
+                                                        "中", "😀", "user", "{", "]", "null", "0")),
+                      [](const std::vector<std::string>& pieces) {
+                        std::string out;
+                        for (const auto& p : pieces) out += p;
+                        return out;
+                      });
+}
+
+std::string json_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out + "]";
+}
+
+// Any JSON value of any type, nested up to `depth`.
+rc::Gen<std::string> any_json(int depth) {
+  const auto scalar = rc::gen::oneOf(
+      rc::gen::element<std::string>("null", "true", "false", "0", "-1", "1", "2.5", "-0.0", "1e308", "-1e-300",
+                                    "7.0", "18446744073709551615", "-9223372036854775808", "1E2"),
+      rc::gen::map(rc::gen::arbitrary<std::int64_t>(), [](std::int64_t v) { return std::to_string(v); }),
+      rc::gen::map(any_text(), [](const std::string& t) { return qos::json_string(t); }));
+  if (depth == 0) return scalar;
+  const auto list = rc::gen::map(rc::gen::container<std::vector<std::string>>(any_json(depth - 1)), json_list);
+  const auto object = rc::gen::map(
+      rc::gen::container<std::vector<std::pair<std::string, std::string>>>(rc::gen::pair(
+          rc::gen::element<std::string>("role", "content", "type", "text", "include_usage", "x"), any_json(depth - 1))),
+      [](const std::vector<std::pair<std::string, std::string>>& members) {
+        std::string out = "{";
+        for (std::size_t i = 0; i < members.size(); ++i) {
+          out += (i ? ", " : "") + qos::json_string(members[i].first) + ": " + members[i].second;
+        }
+        return out + "}";
+      });
+  return rc::gen::weightedOneOf<std::string>({{3, scalar}, {2, list}, {1, object}});
+}
+
+// A body under construction: its members, and the checks its valid values must pass once parsed,
+// each with the keys whose values it reads.
+struct Body {
+  std::vector<std::pair<std::string, std::string>> members;
+  std::set<std::string> perturbed;
+  std::vector<std::pair<std::vector<std::string>, std::function<bool(const GenerationRequest&)>>> checks;
+
+  void expect(std::vector<std::string> keys, std::function<bool(const GenerationRequest&)> check) {
+    checks.emplace_back(std::move(keys), std::move(check));
   }
+  bool has(const std::string& key) const {
+    return std::any_of(members.begin(), members.end(), [&](const auto& m) { return m.first == key; });
+  }
+  std::string text() const {
+    std::string out = "{";
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      out += (i ? ", " : "") + qos::json_string(members[i].first) + ": " + members[i].second;
+    }
+    return out + "}";
+  }
+};
+
+// A valid value for `key` on `route`, with the check of what it must parse to.
+void add_valid(Body& b, const Route& route, const std::string& key) {
+  const bool chat = route.endpoint == Endpoint::kChat;
+  std::string value;
+  if (key == "messages") {
+    if (route.qos && *rc::gen::arbitrary<bool>()) {  // LMDeploy's bare string
+      const std::string text = *any_text();
+      value = qos::json_string(text);
+      b.expect({key}, [text](const GenerationRequest& r) {
+        return r.messages.size() == 1 && r.messages[0].role == "user" && r.messages[0].content == text;
+      });
+    } else {
+      std::vector<std::string> items;
+      std::vector<engine::ChatMessage> want;
+      for (int i = *rc::gen::inRange(1, 5); i > 0; --i) {
+        const std::string role = *rc::gen::element<std::string>("system", "user", "assistant", "tool", "developer");
+        std::string content, json;
+        if (*rc::gen::arbitrary<bool>()) {
+          content = *any_text();
+          json = qos::json_string(content);
+        } else {
+          std::vector<std::string> parts;
+          for (int k = *rc::gen::inRange(0, 3); k > 0; --k) {
+            const std::string part = *any_text();
+            content += part;
+            parts.push_back("{\"type\": \"text\", \"text\": " + qos::json_string(part) + "}");
+          }
+          json = json_list(parts);
+        }
+        items.push_back("{\"role\": " + qos::json_string(role) + ", \"content\": " + json + "}");
+        want.push_back({role == "developer" ? "system" : role, content});
+      }
+      value = json_list(items);
+      b.expect({key}, [want](const GenerationRequest& r) {
+        if (r.messages.size() != want.size()) return false;
+        for (std::size_t i = 0; i < want.size(); ++i) {
+          if (r.messages[i].role != want[i].role || r.messages[i].content != want[i].content) return false;
+        }
+        return true;
+      });
+    }
+  } else if (key == "prompt") {
+    const std::string text = *any_text();
+    const bool listed = route.endpoint == Endpoint::kCompletion && *rc::gen::arbitrary<bool>();
+    value = listed ? json_list({qos::json_string(text)}) : qos::json_string(text);
+    if (route.endpoint == Endpoint::kInteractive) {
+      b.expect({key}, [text](const GenerationRequest& r) {
+        return r.messages.size() == 1 && r.messages[0].content == text;
+      });
+    } else {
+      b.expect({key}, [text](const GenerationRequest& r) { return r.prompt == text; });
+    }
+  } else if (key == "model" || key == "user" || key == "user_id") {
+    const std::string text = *any_text();
+    value = qos::json_string(text);
+    if (key == "model") b.expect({key}, [text](const GenerationRequest& r) { return r.model == text; });
+    // user_id wins over user when both are sent.
+    if (key == "user_id") b.expect({"user", key}, [text](const GenerationRequest& r) { return r.user == text; });
+    if (key == "user") {
+      b.expect({"user", "user_id"}, [text, &b](const GenerationRequest& r) { return b.has("user_id") || r.user == text; });
+    }
+  } else if (key == "max_tokens" || key == "max_completion_tokens" || key == "request_output_len") {
+    const auto n = *rc::gen::inRange<std::int64_t>(1, 100000);
+    value = std::to_string(n);
+    // The last of these that a body holds wins (max_tokens, max_completion_tokens, request_output_len).
+    b.checks.erase(std::remove_if(b.checks.begin(), b.checks.end(),
+                                  [](const auto& c) { return c.first.front() == "max_tokens"; }),
+                   b.checks.end());
+    b.expect({"max_tokens", "max_completion_tokens", "request_output_len"}, [n](const GenerationRequest& r) {
+      return r.params.max_tokens == n && r.max_tokens_given;
+    });
+  } else if (key == "temperature" || key == "top_p" || key == "min_p" || key == "repetition_penalty" ||
+             key == "presence_penalty" || key == "frequency_penalty") {
+    const auto ranges = std::map<std::string, std::vector<std::string>>{
+        {"temperature", {"0", "0.5", "0.7", "1", "1.5", "2"}},
+        {"top_p", {"0.1", "0.5", "0.95", "1"}},
+        {"min_p", {"0", "0.05", "0.5", "1"}},
+        {"repetition_penalty", {"0.5", "1", "1.3", "2"}},
+        {"presence_penalty", {"-2", "-0.5", "0", "0.3", "2"}},
+        {"frequency_penalty", {"-2", "-0.5", "0", "0.3", "2"}}};
+    value = *rc::gen::elementOf(ranges.at(key));
+    const float want = static_cast<float>(std::stod(value));
+    b.expect({key}, [key, want](const GenerationRequest& r) {
+      const engine::SamplingParams& p = r.params;
+      const float got = key == "temperature"          ? p.temperature
+                        : key == "top_p"              ? p.top_p
+                        : key == "min_p"              ? p.min_p
+                        : key == "repetition_penalty" ? p.repetition_penalty
+                        : key == "presence_penalty"   ? p.presence_penalty
+                                                      : p.frequency_penalty;
+      return got == want;
+    });
+  } else if (key == "top_k" || key == "n" || key == "seed" || key == "session_id") {
+    const auto n = key == "top_k"        ? *rc::gen::element<std::int64_t>(-1, 0, 1, 40, 100)
+                   : key == "n"          ? *rc::gen::inRange<std::int64_t>(1, 5)
+                   : key == "session_id" ? *rc::gen::inRange<std::int64_t>(-1, 1000)
+                                         : *rc::gen::inRange<std::int64_t>(0, std::int64_t{1} << 40);
+    value = std::to_string(n);
+    b.expect({key}, [key, n, route](const GenerationRequest& r) {
+      if (key == "top_k") return r.params.top_k == n;
+      if (key == "n") return r.params.n == n;
+      if (key == "seed") return r.params.seed == static_cast<std::uint64_t>(n);
+      return route.endpoint != Endpoint::kInteractive || r.session_id == n;
+    });
+  } else if (key == "stop") {
+    std::vector<std::string> want;
+    const int shape = route.endpoint == Endpoint::kInteractive ? 0 : *rc::gen::inRange(route.qos ? 0 : 1, 4);
+    if (shape == 0) {
+      value = "false";  // LMDeploy sends a boolean (true on interactive_qos ends the session)
+    } else if (shape == 1) {
+      value = "null";
+    } else if (shape == 2) {
+      want.push_back(*rc::gen::nonEmpty(any_text()));
+      value = qos::json_string(want[0]);
+    } else {
+      std::vector<std::string> items;
+      for (int i = *rc::gen::inRange(0, 4); i > 0; --i) {
+        want.push_back(*rc::gen::nonEmpty(any_text()));
+        items.push_back(qos::json_string(want.back()));
+      }
+      value = json_list(items);
+    }
+    b.expect({key}, [want](const GenerationRequest& r) { return r.params.stop == want; });
+  } else if (key == "ignore_eos" || key == "stream" || key == "interactive_mode") {
+    const bool flag = *rc::gen::arbitrary<bool>();
+    value = flag ? "true" : "false";
+    b.expect({key}, [key, flag](const GenerationRequest& r) {
+      return (key == "ignore_eos" ? r.params.ignore_eos : key == "stream" ? r.stream : r.interactive_mode) == flag;
+    });
+  } else if (key == "stream_options") {
+    const bool flag = *rc::gen::arbitrary<bool>();
+    value = std::string("{\"include_usage\": ") + (flag ? "true" : "false") + "}";
+    b.expect({key}, [flag](const GenerationRequest& r) { return r.include_usage == flag; });
+  } else if (key == "logprobs") {
+    if (chat) {  // a boolean; top_logprobs (drawn after it) may need it true
+      const bool flag = *rc::gen::arbitrary<bool>();
+      value = flag ? "true" : "false";
+      b.expect({key}, [flag](const GenerationRequest& r) { return r.params.logprobs == flag; });
+    } else {  // completions: how many alternatives
+      const auto n = *rc::gen::inRange(0, 21);
+      value = std::to_string(n);
+      b.expect({key}, [n](const GenerationRequest& r) { return r.params.logprobs && r.params.top_logprobs == n; });
+    }
+  } else if (key == "top_logprobs") {
+    const auto n = *rc::gen::inRange(0, 21);
+    value = std::to_string(n);
+    for (auto& m : b.members) {
+      if (m.first == "logprobs" && !b.perturbed.count("logprobs")) m.second = "true";
+    }
+    if (!b.has("logprobs")) b.members.emplace_back("logprobs", "true");
+    b.checks.erase(std::remove_if(b.checks.begin(), b.checks.end(),
+                                  [](const auto& c) { return c.first.front() == "logprobs"; }),
+                   b.checks.end());
+    b.expect({"logprobs", key}, [n](const GenerationRequest& r) {
+      return r.params.logprobs && r.params.top_logprobs == n;
+    });
+  } else {
+    RC_FAIL("no valid values for key " + key);
+  }
+  b.members.emplace_back(key, value);
+}
+
+RC_GTEST_PROP(OpenAiProtocolProperty, SchemaBodiesParseToTheirValuesOrNameTheBadField, ()) {
+  const Route route = *rc::gen::elementOf(routes());
+  const std::string required = route.endpoint == Endpoint::kChat ? "messages" : "prompt";
+  const bool perturbing = *rc::gen::weightedElement<bool>({{2, true}, {1, false}});
+  Body b;
+  std::vector<std::string> keys = route.keys;
+  keys.insert(keys.begin() + *rc::gen::inRange<std::size_t>(0, keys.size() + 1), required);
+  const bool required_left_out = *rc::gen::weightedElement<bool>({{1, true}, {9, false}});
+  std::vector<std::string> included;
+  for (const std::string& key : keys) {
+    if (key == required ? !required_left_out : *rc::gen::arbitrary<bool>()) included.push_back(key);
+  }
+  // Mostly one perturbed key, so that the parser's first check does not always hide the others.
+  std::set<std::string> perturbed;
+  if (perturbing && !included.empty()) {
+    perturbed.insert(*rc::gen::elementOf(included));
+    if (*rc::gen::weightedElement<bool>({{1, true}, {2, false}})) {
+      for (const std::string& key : included) {
+        if (*rc::gen::weightedElement<bool>({{1, true}, {3, false}})) perturbed.insert(key);
+      }
+    }
+  }
+  for (const std::string& key : included) {
+    if (b.has(key)) continue;  // logprobs, added with top_logprobs
+    if (perturbed.count(key)) {
+      b.perturbed.insert(key);
+      b.members.emplace_back(key, *any_json(2));
+    } else {
+      add_valid(b, route, key);
+    }
+  }
+  const std::string body = b.text();
+  RC_TAG(route.name);
+  const auto r = parse_generation(body, route.endpoint, route.qos);
+  if (const auto* e = std::get_if<ApiError>(&r)) {
+    RC_TAG(required_left_out ? "refused, required key left out" : "refused");
+    RC_ASSERT(e->status == 400);
+    RC_ASSERT(e->type == "invalid_request_error");
+    RC_ASSERT(!e->message.empty());
+    // A chat's top_logprobs is refused when the perturbed logprobs did not read as true.
+    const bool blamed = b.perturbed.count(e->param) || (e->param == required && required_left_out) ||
+                        (e->param == "top_logprobs" && b.perturbed.count("logprobs"));
+    RC_ASSERT(blamed);
+    simdjson::dom::parser parser;
+    simdjson::dom::element error;
+    RC_ASSERT(parser.parse(simdjson::padded_string(e->to_json()))["error"].get(error) == simdjson::SUCCESS);
+    std::string_view param;
+    RC_ASSERT(error["param"].get_string().get(param) == simdjson::SUCCESS && param == e->param);
+  } else {
+    RC_TAG(b.perturbed.empty() ? "parsed" : "parsed despite perturbed values");
+    RC_ASSERT(!required_left_out);
+    const GenerationRequest& g = std::get<GenerationRequest>(r);
+    RC_ASSERT(g.endpoint == route.endpoint);
+    for (const auto& [depends_on, check] : b.checks) {
+      const bool untouched = std::none_of(depends_on.begin(), depends_on.end(),
+                                          [&](const std::string& k) { return b.perturbed.count(k) > 0; });
+      if (untouched) RC_ASSERT(check(g));
+    }
+  }
+  // The same body cut short is not JSON: a 400 that names no key.
+  const auto cut = *rc::gen::inRange<std::size_t>(0, body.size());
+  const auto truncated = parse_generation(body.substr(0, cut), route.endpoint, route.qos);
+  const auto* e = std::get_if<ApiError>(&truncated);
+  RC_ASSERT(e != nullptr);
+  RC_ASSERT(e->status == 400 && e->param.empty());
 }
 
 TEST(OpenAiProtocol, ErrorJsonHasTheOpenAiShape) {
@@ -117,8 +445,8 @@ TEST(OpenAiProtocol, ErrorJsonHasTheOpenAiShape) {
 
 TEST(ApiKeys, HashesAndMatchesInConstantTime) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  const std::string path = ::testing::TempDir() + "keys_test/api_keys.json";
-  std::remove(path.c_str());
+  const testing::TempFile file("api_keys.json", R"({"keys": []})");
+  const std::string& path = file.path();
   const std::string alice = ApiKeyStore::add_key(path, "alice", {"a1", "a2"}, false, false);
   const std::string saas = ApiKeyStore::add_key(path, "saas", {}, true, true);
   const auto store = ApiKeyStore::load(path);

@@ -3,9 +3,9 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <fstream>
 #include <sstream>
+
+#include "tests/temp_file.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -21,12 +21,6 @@ CheckRun check(const std::vector<std::string>& args) {
   return {code, out.str(), err.str()};
 }
 
-std::string write_temp(const std::string& text) {
-  const std::string path = ::testing::TempDir() + "qos_check_test.json";
-  std::ofstream(path) << text;
-  return path;
-}
-
 TEST(QosCheckCommand, GoodFilePrintsSummaryAndExitsZero) {
   const CheckRun r = check({TIERGATE_SOURCE_DIR "/config/qos_config.json"});
   EXPECT_EQ(r.code, 0) << r.err;
@@ -36,8 +30,9 @@ TEST(QosCheckCommand, GoodFilePrintsSummaryAndExitsZero) {
 }
 
 TEST(QosCheckCommand, BadFileListsEveryProblemAndExitsOne) {
-  const std::string path = write_temp(R"({"enable_user_qos": true, "user_groups": ["A", "B"],
+  const testing::TempFile file("qos_config.json", R"({"enable_user_qos": true, "user_groups": ["A", "B"],
       "user_group_map": {"A": [{"id": "x", "quota_pct": -3}], "B": [{"id": "x", "quota_pct": 1}]}})");
+  const std::string& path = file.path();
   const CheckRun r = check({path});
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(r.out.empty());

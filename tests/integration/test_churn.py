@@ -1,8 +1,9 @@
 """Issue 11: clients disconnecting at every stage of a request, about a thousand times, against the
 real engine. Afterwards nothing may be left behind: no KV block in use, nothing queued or running,
 no connection or request in flight, no file descriptor more than before, RSS back to its baseline.
-The n > 1 stage is the leak of hole 3 (the engine service waits for choices that never report);
-its fix is in gateway/engine_service.*, so until it lands that test is an expected failure."""
+The n > 1 test is hole 3: a cancelled n = 2 request kept its connection object alive (the engine
+service waited for a choice the engine never reported); it failed until the engine reported a
+finish for every choice."""
 import json
 import os
 import time
@@ -75,7 +76,7 @@ def test_disconnecting_at_every_stage_leaves_nothing_behind(server):
     def stage(name):  # shown with pytest -s, for sizing the stages
         print(f"churn: {name} done after {time.monotonic() - started:.1f} s, {leaves} disconnects")
 
-    # 1. Queued: two long streams fill the batch (--max-num-seqs 2); fifty more wait in the queue,
+    # 1. Queued: two long Platinum streams fill the batch; fifty more (Silver) wait in the queue,
     #    then all fifty hang up at once. Six rounds.
     holders = hold_the_batch(server)
     for _ in range(scaled(6)):
@@ -136,20 +137,23 @@ def test_disconnecting_at_every_stage_leaves_nothing_behind(server):
 
 
 def hold_the_batch(server):
+    """Two long Platinum streams take both of a step's sequences (--max-num-seqs 2); by strict
+    priority no lower group's request is admitted while they run, so what comes next waits in the
+    queue. (Holders of the same group would not do: more requests may be resident than a step
+    carries, and fair share would admit the newcomers beside them.)"""
     holders = [server.connect(timeout=300) for _ in range(2)]
     for h in holders:
-        h.send_request("POST", "/v1/chat/completions", body=stream_body(4000, user="churn-holder"),
+        h.send_request("POST", "/v1/chat/completions", body=stream_body(4000, user="user_id0"),
                        key=server.keys["saas"])
         assert h.read_head()[1] == 200
         h.read_until(b"data: ")
     return holders
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 hole 3: EngineService keeps an n > 1 request that is cancelled "
-                                       "before its fork waiting for choices that never report (lead's fix)")
-def test_disconnecting_from_n2_requests_before_the_fork_leaves_nothing_behind(server):
-    """Queued n = 2 requests, then gone: the engine reports one cancelled choice (the fork never
-    happened) and the service waits for the second for ever, holding the connection object."""
+def test_disconnecting_from_n2_requests_leaves_nothing_behind(server):
+    """n = 2, queued (cancelled before the fork: the engine has one sequence for two choices) and
+    mid-stream (after it, both choices streaming)."""
+    fds0, _ = server.pid_fds(), server.rss_kib()
     holders = hold_the_batch(server)
     waiting = []
     for _ in range(20):
@@ -160,4 +164,11 @@ def test_disconnecting_from_n2_requests_before_the_fork_leaves_nothing_behind(se
     assert wait_for(lambda: sum(metric_samples(server.metrics(), "tiergate_queue_waiting")) >= 20, 60)
     for c in waiting + holders:
         c.close()
-    assert wait_for(lambda: settled(server), 60), "cancelled n=2 requests left something behind"
+    assert wait_for(lambda: settled(server), 60), "cancelled queued n=2 requests left something behind"
+
+    def mid_stream(i):
+        first_event_then_leave(server, stream_body(200, n=2, user=f"churn-n2m{i % 3}"))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(mid_stream, range(scaled(100))))
+    assert wait_for(lambda: settled(server), 60), "n=2 requests left mid-stream left something behind"
+    assert server.pid_fds() <= fds0 + 1

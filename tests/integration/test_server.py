@@ -3,13 +3,16 @@ package and curl. Started once per module with a fresh state directory (keys, se
 certificate) and stopped with SIGTERM, which must exit 0 (graceful shutdown).
 
 Run by ctest through tests/integration/run.sh (the venv with `openai` and `pytest` is set up by
-tools/test.sh); needs the default model (tools/fetch_model.sh)."""
+tools/test.sh). Needs the model TIERGATE_MODEL names, like the C++ tests (default: the one
+tools/fetch_model.sh fetches); without it every test fails rather than skips, so that a run without
+the model cannot pass (run.sh decides, before pytest, whether ctest reports a skip instead)."""
 import json
 import os
 import re
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("TIERGATE_BINARY", ROOT / "build/release/gateway/tiergate"))
-MODEL = ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = Path(os.environ.get("TIERGATE_MODEL") or ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def keys_add(state, *args):
@@ -32,8 +35,8 @@ SESSION_TTL_S = 5  # short, so the expiry test need not wait long
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not MODEL.exists():
-        pytest.skip(f"model not found at {MODEL} (run tools/fetch_model.sh)")
+    if not MODEL.is_file():
+        pytest.fail(f"model not found at {MODEL} (run tools/fetch_model.sh, or set TIERGATE_MODEL)")
     state = tmp_path_factory.mktemp("state")
     qos = state / "qos_config.json"
     qos.write_text((ROOT / "config/qos_config.json").read_text())
@@ -118,10 +121,31 @@ def test_completions_n2_and_stop(server):
         assert choice.finish_reason == "stop"
 
 
-def test_seeded_sampling_is_reproducible(server):
+def test_seeded_sampling_is_reproducible_whatever_the_batch(server):
+    """A seeded request gives the same text alone and batched with other running requests."""
     c = client(server)
     args = dict(model=MODEL.stem, prompt="Once upon a time", max_tokens=10, temperature=0.9, top_p=0.9, seed=42)
-    assert c.completions.create(**args).choices[0].text == c.completions.create(**args).choices[0].text
+    alone = c.completions.create(**args).choices[0].text
+    assert wait_for_metric(server, lambda m: m["active_blocks"] == 0), "the server is not idle"
+
+    def background(prompt):  # other traffic, long enough to outlast the seeded requests
+        r = client(server).completions.create(model=MODEL.stem, prompt=prompt, max_tokens=48, temperature=1.0,
+                                              extra_body={"ignore_eos": True})
+        return time.monotonic(), r.usage.completion_tokens
+
+    def seeded(_):
+        text = client(server).completions.create(**args).choices[0].text
+        return time.monotonic(), text
+
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        others = [pool.submit(background, p) for p in ("The history of", "def main():", "Dear diary,")]
+        assert wait_for_metric(server, lambda m: m["running"] >= 3), "the other traffic never ran"
+        batched = list(pool.map(seeded, range(4)))  # concurrent with each other and with the others
+        finished = [f.result() for f in others]
+    assert [text for _, text in batched] == [alone] * 4
+    # The seeded requests ran while the others did: all of them were done before any other was.
+    assert max(t for t, _ in batched) < min(t for t, _ in finished)
+    assert all(tokens == 48 for _, tokens in finished)
 
 
 def test_errors_surface_as_openai_exceptions(server):
@@ -149,7 +173,7 @@ def test_models_list(server):
 
 def test_health_and_metrics(server):
     assert curl(server, "/health") == (200, '{"status": "ok"}')
-    status, text = curl(server, "/metrics")
+    status, text = curl(server, "/metrics", key="admin")
     assert status == 200 and "tiergate_requests_total" in text and 'tiergate_kv_blocks{state="active"}' in text
     # The generations of the earlier tests show up in the latency histograms.
     assert int(re.search(r"tiergate_time_to_first_token_seconds_count (\d+)", text).group(1)) > 0
@@ -202,64 +226,97 @@ def test_admin_routes(server):
 
 
 def test_reload_keeps_old_config_on_a_bad_file(server):
-    good = server["qos"].read_text()
-    server["qos"].write_text(good.replace('"quota_pct": 5}', '"quota_pct": -5}'))
+    qos = server["qos"]
+    good = qos.read_text()
+    # The server also reloads when the file's modification time changes (polled each second): the
+    # edits for the explicit reloads keep the time the server last saw, so that only the request
+    # (or the signal) under test can have reloaded them.
+    seen = qos.stat().st_mtime_ns
+
+    def edit_unseen(text):
+        qos.write_text(text)
+        os.utime(qos, ns=(seen, seen))
+
+    edit_unseen(good.replace('"quota_pct": 5}', '"quota_pct": -5}'))
     status, text = curl(server, "/admin/qos/reload", key="admin", method="POST")
     assert status == 400 and "$.user_group_map.Silver[0].quota_pct" in json.loads(text)["error"]["message"]
     assert curl(server, "/admin/qos", key="admin")[0] == 200
     new = json.loads(good)
     new["user_group_map"]["Gold"].append({"id": "newcomer", "quota_pct": 10})
-    server["qos"].write_text(json.dumps(new))
+    edit_unseen(json.dumps(new))
     assert curl(server, "/admin/qos/reload", key="admin", method="POST")[0] == 200
     assert "newcomer" in curl(server, "/admin/qos", key="admin")[1]
-    server["qos"].write_text(good)
+    edit_unseen(good)
     server["proc"].send_signal(signal.SIGHUP)  # the same through the signal
-    time.sleep(0.5)
-    assert "newcomer" not in curl(server, "/admin/qos", key="admin")[1]
-    # ... and by editing the file: the server notices the change within a few seconds.
-    time.sleep(1.1)  # file times are compared exactly; make the next write's time differ
-    server["qos"].write_text(json.dumps(new))
-    for _ in range(50):
-        if "newcomer" in curl(server, "/admin/qos", key="admin")[1]:
-            break
-        time.sleep(0.1)
-    assert "newcomer" in curl(server, "/admin/qos", key="admin")[1]
-    server["qos"].write_text(good)
+    assert poll(lambda: "newcomer" not in curl(server, "/admin/qos", key="admin")[1]), "SIGHUP did not reload"
+    # ... and by editing the file (a new modification time): the server notices within seconds.
+    qos.write_text(json.dumps(new))
+    assert qos.stat().st_mtime_ns != seen
+    assert poll(lambda: "newcomer" in curl(server, "/admin/qos", key="admin")[1]), "the edited file was not reloaded"
+    qos.write_text(good)
+    assert poll(lambda: "newcomer" not in curl(server, "/admin/qos", key="admin")[1])
     assert curl(server, "/health")[0] == 200
 
 
-def test_disconnect_mid_stream_frees_kv_blocks(server):
-    body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 3000,
-                       "ignore_eos": True, "stream": True})
-    proc = subprocess.Popen(["curl", "-skN", server["url"] + "/v1/chat/completions", "-H",
-                             f"Authorization: Bearer {server['keys']['alice']}", "--data-binary", body],
+def poll(condition, seconds=5.0):
+    """True as soon as condition() holds, False if it still does not after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def engine_metrics(server):
+    text = curl(server, "/metrics", key="admin")[1]
+    return {"active_blocks": int(re.search(r'^tiergate_kv_blocks\{state="active"\} (\d+)$', text, re.M).group(1)),
+            "running": sum(int(v) for v in re.findall(r'^tiergate_running\{group="[^"]*"\} (\d+)$', text, re.M)),
+            "generated": int(re.search(r"^tiergate_tokens_generated_total (\d+)$", text, re.M).group(1))}
+
+
+def wait_for_metric(server, condition, seconds=5.0):
+    return poll(lambda: condition(engine_metrics(server)), seconds)
+
+
+def long_generation(server, path, body, *curl_args):
+    """Starts curl on a 3000-token generation (half a minute or more here) once the server is idle,
+    and returns it after the request is running: its KV blocks are the only active ones."""
+    assert wait_for_metric(server, lambda m: m["active_blocks"] == 0 and m["running"] == 0), "the server is not idle"
+    proc = subprocess.Popen(["curl", "-sk", *curl_args, server["url"] + path, "-H",
+                             f"Authorization: Bearer {server['keys']['alice']}", "--data-binary", json.dumps(body)],
                             stdout=subprocess.PIPE)
-    assert proc.stdout.readline().startswith(b"data: ")
+    assert wait_for_metric(server, lambda m: m["active_blocks"] > 0 and m["running"] == 1, seconds=30), \
+        "the request never ran"
+    return proc
+
+
+def assert_cancelled_and_freed(server, proc):
+    """Kills the client; the server must stop generating and free every block at once, long before
+    the 3000 tokens a finished request would take."""
     proc.kill()
     proc.wait()
-    assert active_blocks_drop_to_zero(server)
+    assert wait_for_metric(server, lambda m: m["active_blocks"] == 0 and m["running"] == 0), \
+        f"blocks still held after the client left: {engine_metrics(server)}"
+    generated = engine_metrics(server)["generated"]
+    time.sleep(0.5)
+    assert engine_metrics(server)["generated"] == generated, "still generating for a client that left"
 
 
-def active_blocks_drop_to_zero(server):
-    for _ in range(50):  # 3000 tokens would take half a minute; a cancelled request frees at once
-        text = curl(server, "/metrics")[1]
-        if int(re.search(r'tiergate_kv_blocks\{state="active"\} (\d+)', text).group(1)) == 0:
-            return True
-        time.sleep(0.1)
-    return False
+def test_disconnect_mid_stream_frees_kv_blocks(server):
+    body = {"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 3000, "ignore_eos": True,
+            "stream": True}
+    proc = long_generation(server, "/v1/chat/completions", body, "-N")
+    assert proc.stdout.readline().startswith(b"data: ")
+    assert_cancelled_and_freed(server, proc)
 
 
 def test_disconnect_while_waiting_for_a_whole_response_cancels_it(server):
-    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 3000, "ignore_eos": True})
-    proc = subprocess.Popen(["curl", "-sk", server["url"] + "/v1/completions", "-H",
-                             f"Authorization: Bearer {server['keys']['alice']}", "--data-binary", body],
-                            stdout=subprocess.PIPE)
-    time.sleep(0.8)
-    proc.kill()
-    proc.wait()
-    assert active_blocks_drop_to_zero(server)
-    status, text = curl(server, "/metrics")
-    assert status == 200
+    body = {"prompt": "Once upon a time", "max_tokens": 3000, "ignore_eos": True}
+    proc = long_generation(server, "/v1/completions", body)
+    assert_cancelled_and_freed(server, proc)
+    assert curl(server, "/metrics", key="admin")[0] == 200
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(server):
@@ -281,7 +338,11 @@ def test_interactive_qos_keeps_the_session_history(server):
     assert first["history_tokens"] == 0 and first["tokens"] <= 8
     second = turn("What is my name?", True)[-1]
     assert second["history_tokens"] == first["input_tokens"] + first["tokens"]
-    assert second["input_tokens"] > first["input_tokens"]
+    # The model saw the whole conversation: the same prompt as the plain chat route builds from it.
+    conversation = [{"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": first["text"]},
+                    {"role": "user", "content": "What is my name?"}]
+    replayed = client(server).chat.completions.create(model=MODEL.stem, max_tokens=1, messages=conversation)
+    assert second["input_tokens"] == replayed.usage.prompt_tokens
     streamed = turn("Thanks.", False, stream=True)  # the last turn of the session
     assert streamed[-1]["finish_reason"] in ("stop", "length")
     assert "".join(s["text"] for s in streamed)
@@ -289,7 +350,7 @@ def test_interactive_qos_keeps_the_session_history(server):
 
 
 def metric(server, name):
-    _, text = curl(server, "/metrics")
+    _, text = curl(server, "/metrics", key="admin")
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
     assert len(values) == 1, f"{name} not in /metrics"
     return values[0]

@@ -1,13 +1,21 @@
-// kernels/cpu/*: SIMD dot products against the portable reference, quantisation error bounds, fp16
-// conversions, and paged attention against a plain contiguous implementation over random shapes.
+// kernels/cpu/*: every ISA level this binary has (isa_kernels.h) against the scalar level, bit for
+// bit, on the same params structs; the scalar level against independent references (dot products
+// of the dequantised rows in double, plain contiguous attention in double, expf); activation
+// quantisation's per-element error; fp16 conversions; the run-time choice of level. Levels the
+// CPU lacks are skipped with a message naming the level and the CPU.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
+#include <stdexcept>
 
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/fp16.h"
+#include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/quant.h"
@@ -54,9 +62,9 @@ std::vector<std::byte> make_weight_row(DType type, const std::vector<float>& x) 
       }
       break;
     }
-    case DType::kF16: {
+    case DType::kF16: case DType::kBF16: {
       auto* h = reinterpret_cast<std::uint16_t*>(out.data());
-      for (std::size_t i = 0; i < x.size(); ++i) h[i] = float_to_half(x[i]);
+      for (std::size_t i = 0; i < x.size(); ++i) h[i] = type == DType::kF16 ? float_to_half(x[i]) : float_to_bf16(x[i]);
       break;
     }
     default: std::memcpy(out.data(), x.data(), out.size()); break;
@@ -64,82 +72,248 @@ std::vector<std::byte> make_weight_row(DType type, const std::vector<float>& x) 
   return out;
 }
 
-TEST(CpuKernels, MatmulMatchesTheReferenceDotForAnyTokenCount) {
-  // 1 token (two-row path), even counts (token pairs), odd counts (pairs plus a single tail), and
-  // more than one pass of 8 tokens.
-  ThreadPool pool(2);
-  std::vector<std::byte> scratch;
-  for (DType type : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16, DType::kF32}) {
-    for (std::size_t tokens : {1u, 2u, 3u, 8u, 9u, 17u}) {
-      const std::size_t rows = 37, cols = 576;
-      std::vector<std::byte> w;
-      for (std::size_t r = 0; r < rows; ++r) {
-        const auto row = make_weight_row(type, random_floats(cols, static_cast<std::uint32_t>(r), 0.5f));
-        w.insert(w.end(), row.begin(), row.end());
-      }
-      const auto x = random_floats(tokens * cols, 99, 2.0f);
-      std::vector<float> y(tokens * rows);
-      matmul({w.data(), type, rows, cols, x.data(), y.data(), tokens}, pool, scratch);
-      std::vector<std::byte> act(activation_row_bytes(type, cols));
-      for (std::size_t t = 0; t < tokens; ++t) {
-        quantize_activation_row(type, x.data() + t * cols, act.data(), cols);
-        for (std::size_t r = 0; r < rows; ++r) {
-          const float ref = dot_reference(type, w.data() + r * row_bytes(type, cols), act.data(), cols);
-          ASSERT_NEAR(y[t * rows + r], ref, 1e-4f * (1.0f + std::fabs(ref)))
-              << "type " << static_cast<int>(type) << " tokens " << tokens << " t " << t << " r " << r;
+std::vector<std::byte> make_weights(DType type, std::size_t rows, std::size_t cols, std::uint32_t seed) {
+  std::vector<std::byte> w;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto row = make_weight_row(type, random_floats(cols, seed * 1000 + static_cast<std::uint32_t>(r), 0.5f));
+    w.insert(w.end(), row.begin(), row.end());
+  }
+  return w;
+}
+
+constexpr DType kWeightTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16, DType::kBF16, DType::kF32};
+constexpr DType kQuantTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0};
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// ---- per-level tests ----
+
+class CpuIsaLevel : public ::testing::TestWithParam<CpuIsa> {
+ protected:
+  void SetUp() override {
+    if (!cpu_supports(GetParam())) {
+      GTEST_SKIP() << "ISA level " << isa_name(GetParam()) << " skipped: this CPU (" << cpu_model_name()
+                   << ") lacks it";
+    }
+  }
+  const IsaKernels& level() const { return isa_kernels(GetParam()); }
+  static const IsaKernels& scalar() { return isa_kernels(CpuIsa::kScalar); }
+  ThreadPool pool_{2};
+  std::vector<std::byte> scratch_;
+};
+
+TEST_P(CpuIsaLevel, MatmulEqualsTheScalarLevelBitForBit) {
+  // 1 token (two-row paths), even counts (token pairs), odd counts (pairs plus a single tail),
+  // more than one pass of 8 tokens; an odd number of rows (a partial row pair and tile).
+  const std::size_t rows = 37, cols = 576;
+  for (std::uint32_t seed = 1; seed <= 4; ++seed) {
+    for (DType type : kWeightTypes) {
+      const auto w = make_weights(type, rows, cols, seed);
+      for (std::size_t tokens : {1u, 2u, 3u, 8u, 9u, 17u}) {
+        const auto x = random_floats(tokens * cols, 99 + seed, 2.0f);
+        std::vector<float> got(tokens * rows), want(tokens * rows);
+        matmul({w.data(), type, rows, cols, x.data(), got.data(), tokens}, pool_, scratch_, level());
+        matmul({w.data(), type, rows, cols, x.data(), want.data(), tokens}, pool_, scratch_, scalar());
+        for (std::size_t i = 0; i < got.size(); ++i) {
+          ASSERT_TRUE(same_bits(got[i], want[i])) << "type " << static_cast<int>(type) << " tokens " << tokens
+                                                  << " token " << i / rows << " row " << i % rows << ": " << got[i]
+                                                  << " vs scalar " << want[i];
         }
       }
     }
   }
 }
 
-TEST(CpuKernels, MatmulResultsDoNotDependOnTheBatch) {
-  // A token's outputs are bit-identical whether it is alone or one of many (batch invariance).
-  ThreadPool pool(2);
-  std::vector<std::byte> scratch;
-  const std::size_t rows = 64, cols = 576;
-  for (DType type : {DType::kQ4_1, DType::kQ8_0}) {
-    std::vector<std::byte> w;
-    for (std::size_t r = 0; r < rows; ++r) {
-      const auto row = make_weight_row(type, random_floats(cols, static_cast<std::uint32_t>(r + 7), 0.5f));
-      w.insert(w.end(), row.begin(), row.end());
+// The activation rows a quantised matmul sees, dequantised: q · d per element (and, for Q8_1, the
+// block's stored s = fp16(d · Σq), which the Q4_1 dot uses for the minimum's share).
+struct DequantisedActivation {
+  std::vector<double> a;  // [n]
+  std::vector<double> s_error;  // [n / 32] stored s minus d · Σq
+};
+
+DequantisedActivation dequantised_activation(DType weight, const float* x, std::size_t n) {
+  std::vector<std::byte> act(activation_row_bytes(weight, n));
+  quantize_activation_row(weight, x, act.data(), n);
+  DequantisedActivation out{std::vector<double>(n), std::vector<double>(n / kQuantBlock, 0.0)};
+  for (std::size_t i = 0; i < n / kQuantBlock; ++i) {
+    const std::int8_t* qs;
+    double d;
+    if (weight == DType::kQ4_1) {
+      const auto& b = reinterpret_cast<const BlockQ8_1*>(act.data())[i];
+      qs = b.qs;
+      d = half_to_float(b.d);
+      long sum = 0;
+      for (std::size_t j = 0; j < kQuantBlock; ++j) sum += qs[j];
+      out.s_error[i] = half_to_float(b.s) - d * static_cast<double>(sum);
+    } else {
+      const auto& b = reinterpret_cast<const BlockQ8_0*>(act.data())[i];
+      qs = b.qs;
+      d = half_to_float(b.d);
     }
+    for (std::size_t j = 0; j < kQuantBlock; ++j) out.a[i * kQuantBlock + j] = qs[j] * d;
+  }
+  return out;
+}
+
+TEST_P(CpuIsaLevel, QuantisedMatmulEqualsTheDotOfTheDequantisedRows) {
+  // The reference shares nothing with the kernels but the formats: dequantize_row for the weights,
+  // q · d for the activations, a sum in double. The kernels' float rounding stays far below
+  // 1e-5 of Σ|w·a| (about 20 roundings of 2^-24); a wrong lane, block, nibble or scale is not.
+  const std::size_t rows = 13, cols = 576;
+  for (std::uint32_t seed = 1; seed <= 50; ++seed) {
+    for (DType type : kQuantTypes) {
+      const auto w = make_weights(type, rows, cols, seed);
+      const std::size_t tokens = 1 + seed % 11;
+      const auto x = random_floats(tokens * cols, 7 * seed, 2.0f);
+      std::vector<float> y(tokens * rows);
+      matmul({w.data(), type, rows, cols, x.data(), y.data(), tokens}, pool_, scratch_, level());
+      std::vector<float> wf(cols);
+      for (std::size_t t = 0; t < tokens; ++t) {
+        const DequantisedActivation a = dequantised_activation(type, x.data() + t * cols, cols);
+        for (std::size_t r = 0; r < rows; ++r) {
+          const auto* row = w.data() + r * row_bytes(type, cols);
+          dequantize_row(type, row, wf.data(), cols);
+          double ref = 0, magnitude = 0;
+          for (std::size_t j = 0; j < cols; ++j) {
+            ref += wf[j] * a.a[j];
+            magnitude += std::fabs(wf[j] * a.a[j]);
+          }
+          if (type == DType::kQ4_1) {
+            for (std::size_t i = 0; i < cols / kQuantBlock; ++i) {
+              ref += half_to_float(reinterpret_cast<const BlockQ4_1*>(row)[i].m) * a.s_error[i];
+            }
+          }
+          ASSERT_NEAR(y[t * rows + r], ref, 1e-5 * magnitude)
+              << "seed " << seed << " type " << static_cast<int>(type) << " tokens " << tokens << " t " << t << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuIsaLevel, FloatMatmulEqualsTheDoubleDot) {
+  // Float weights (F32, F16, BF16; head-like lengths with and without a tail past 64) against a
+  // double sum of the widened weights: a summation in another order stays within 1e-6 of Σ|w·x|.
+  for (std::size_t cols : {64u, 200u, 576u}) {
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (std::uint32_t seed = 1; seed <= 10; ++seed) {
+        const std::size_t rows = 5, tokens = 3;
+        const auto w = make_weights(type, rows, cols, seed);
+        const auto x = random_floats(tokens * cols, seed + 50);
+        std::vector<float> y(tokens * rows), wf(cols);
+        matmul({w.data(), type, rows, cols, x.data(), y.data(), tokens}, pool_, scratch_, level());
+        for (std::size_t t = 0; t < tokens; ++t) {
+          for (std::size_t r = 0; r < rows; ++r) {
+            dequantize_row(type, w.data() + r * row_bytes(type, cols), wf.data(), cols);
+            double ref = 0, magnitude = 0;
+            for (std::size_t j = 0; j < cols; ++j) {
+              ref += static_cast<double>(wf[j]) * x[t * cols + j];
+              magnitude += std::fabs(static_cast<double>(wf[j]) * x[t * cols + j]);
+            }
+            ASSERT_NEAR(y[t * rows + r], ref, 1e-6 * magnitude) << "cols " << cols << " type " << static_cast<int>(type);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuIsaLevel, MatmulResultsDoNotDependOnTheBatch) {
+  // A token's outputs are bit-identical whether it is alone or one of many (batch invariance).
+  const std::size_t rows = 64, cols = 576;
+  for (DType type : kQuantTypes) {
+    const auto w = make_weights(type, rows, cols, 7);
     const auto x = random_floats(11 * cols, 5);
     std::vector<float> all(11 * rows), one(rows);
-    matmul({w.data(), type, rows, cols, x.data(), all.data(), 11}, pool, scratch);
+    matmul({w.data(), type, rows, cols, x.data(), all.data(), 11}, pool_, scratch_, level());
     for (std::size_t t = 0; t < 11; ++t) {
-      matmul({w.data(), type, rows, cols, x.data() + t * cols, one.data(), 1}, pool, scratch);
-      for (std::size_t r = 0; r < rows; ++r) ASSERT_EQ(one[r], all[t * rows + r]) << "token " << t << " row " << r;
+      matmul({w.data(), type, rows, cols, x.data() + t * cols, one.data(), 1}, pool_, scratch_, level());
+      for (std::size_t r = 0; r < rows; ++r) ASSERT_TRUE(same_bits(one[r], all[t * rows + r])) << "token " << t << " row " << r;
     }
   }
 }
 
-TEST(CpuKernels, QuantisedDotApproximatesTheFloatDot) {
-  const std::size_t n = 576;
-  const auto wf = random_floats(n, 3, 0.5f), x = random_floats(n, 4);
-  float exact = 0;
-  for (std::size_t i = 0; i < n; ++i) exact += wf[i] * x[i];
-  for (DType type : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
-    const auto w = make_weight_row(type, wf);
-    std::vector<std::byte> act(activation_row_bytes(type, n));
-    quantize_activation_row(type, x.data(), act.data(), n);
-    // Four-bit weights carry ~1/16 relative error per element; the sum's error grows like sqrt(n).
-    EXPECT_NEAR(dot(type, w.data(), act.data(), n), exact, type == DType::kQ8_0 ? 0.1f : 1.5f);
+TEST_P(CpuIsaLevel, SiluMulEqualsTheScalarLevelAndExpf) {
+  // Lengths with and without a tail past the 16-lane vectors; inputs wide enough that e^-x leaves
+  // the range where 2^n is applied in one multiplication (|n| > 126) and saturates (|n| > 192).
+  for (std::size_t n : {7u, 16u, 40u, 1536u}) {
+    for (std::uint32_t seed = 1; seed <= 10; ++seed) {
+      auto gate = random_floats(n, seed, seed % 2 ? 4.0f : 60.0f);
+      if (n > 3) gate[0] = 100.0f, gate[1] = -100.0f, gate[2] = -95.0f, gate[3] = 140.0f;
+      const auto up = random_floats(n, seed + 100);
+      std::vector<float> got(n), want(n);
+      level().silu_mul(gate.data(), up.data(), got.data(), n);
+      scalar().silu_mul(gate.data(), up.data(), want.data(), n);
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_TRUE(same_bits(got[i], want[i])) << "n " << n << " i " << i << " gate " << gate[i];
+        const double exact = gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i];
+        ASSERT_NEAR(got[i], exact, 4e-7 * std::fabs(exact) + 1e-30) << "gate " << gate[i];
+      }
+    }
   }
 }
 
-TEST(CpuKernels, Fp16Conversions) {
-  EXPECT_EQ(float_to_half(1.0f), 0x3C00);
-  EXPECT_EQ(float_to_half(-2.0f), 0xC000);
-  EXPECT_EQ(float_to_half(65504.0f), 0x7BFF);
-  EXPECT_EQ(float_to_half(1e6f), 0x7C00);
-  EXPECT_EQ(float_to_half(5.960464477539063e-08f), 0x0001);  // smallest subnormal
-  EXPECT_EQ(half_to_float(0x3555), 0.333251953125f);
-  for (std::uint32_t h = 0; h < 0x7C00; ++h) {
-    ASSERT_EQ(float_to_half(half_to_float(static_cast<std::uint16_t>(h))), h);  // exact round trip
+// A random paged layout: sequences of random lengths whose blocks are scattered through the pool.
+struct RandomPagedBatch {
+  std::size_t kv_heads, group, heads, head_dim, block_size;
+  DType dtype;
+  std::vector<std::byte> kpool, vpool;
+  PagedKv kv;
+  std::vector<std::int32_t> tables, token_seq, token_pos;
+  std::size_t max_blocks;
+  std::vector<float> k_new, v_new, q;
+  TokenLayout layout() const { return {tables.data(), max_blocks, token_seq.data(), token_pos.data(), token_seq.size()}; }
+};
+
+RandomPagedBatch random_paged_batch(std::vector<DType> dtypes, std::vector<std::size_t> head_dims) {
+  RandomPagedBatch b;
+  b.block_size = *rc::gen::element<std::size_t>(1, 4, 16, 32);
+  b.kv_heads = *rc::gen::inRange<std::size_t>(1, 4);
+  b.group = *rc::gen::element<std::size_t>(1, 3, 4);
+  b.head_dim = *rc::gen::elementOf(head_dims);
+  b.dtype = *rc::gen::elementOf(dtypes);
+  b.heads = b.kv_heads * b.group;
+  const auto seqs = *rc::gen::inRange<std::size_t>(1, 4);
+  const std::size_t max_len = 70;
+  b.max_blocks = (max_len + b.block_size - 1) / b.block_size;
+  const std::size_t num_blocks = seqs * b.max_blocks;
+  const std::size_t elem = b.dtype == DType::kF32 ? 4 : 2;
+  b.kpool.resize(num_blocks * b.block_size * b.kv_heads * b.head_dim * elem);
+  b.vpool.resize(b.kpool.size());
+  b.kv = {b.kpool.data(), b.vpool.data(), b.dtype, num_blocks, b.block_size, b.kv_heads, b.head_dim};
+  b.tables.resize(num_blocks);
+  for (std::size_t i = 0; i < num_blocks; ++i) b.tables[i] = static_cast<std::int32_t>(i);
+  std::shuffle(b.tables.begin(), b.tables.end(), std::mt19937(*rc::gen::arbitrary<std::uint32_t>()));
+  for (std::size_t s = 0; s < seqs; ++s) {
+    const auto len = *rc::gen::inRange<std::size_t>(1, max_len + 1);
+    for (std::size_t p = 0; p < len; ++p) {
+      b.token_seq.push_back(static_cast<std::int32_t>(s));
+      b.token_pos.push_back(static_cast<std::int32_t>(p));
+    }
   }
-  EXPECT_EQ(float_to_bf16(1.0f), 0x3F80);
-  EXPECT_EQ(bf16_to_float(0x4049), 3.140625f);
+  const std::size_t T = b.token_seq.size();
+  const auto seed = *rc::gen::arbitrary<std::uint32_t>();
+  b.k_new = random_floats(T * b.kv_heads * b.head_dim, seed);
+  b.v_new = random_floats(T * b.kv_heads * b.head_dim, seed + 1);
+  b.q = random_floats(T * b.heads * b.head_dim, seed + 2, 2.0f);
+  kv_append({b.kv, b.layout(), b.k_new.data(), b.v_new.data()});
+  return b;
+}
+
+TEST_P(CpuIsaLevel, PagedAttentionEqualsTheScalarLevelBitForBit) {
+  const IsaKernels& isa = level();
+  ThreadPool& pool = pool_;
+  EXPECT_TRUE(rc::check("paged attention equals the scalar level", [&] {
+    const RandomPagedBatch b = random_paged_batch({DType::kF16, DType::kF32, DType::kBF16}, {8, 64, 80, 128});
+    const float scale = 1.0f / std::sqrt(static_cast<float>(b.head_dim));
+    std::vector<float> got(b.q.size()), want(b.q.size());
+    paged_attention({b.kv, b.layout(), b.q.data(), got.data(), b.heads, scale}, pool, isa);
+    paged_attention({b.kv, b.layout(), b.q.data(), want.data(), b.heads, scale}, pool, isa_kernels(CpuIsa::kScalar));
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      RC_ASSERT(!std::isnan(got[i]));
+      RC_ASSERT(same_bits(got[i], want[i]));
+    }
+  }));
 }
 
 // Plain attention over contiguous keys, in double.
@@ -162,68 +336,116 @@ std::vector<double> naive_attention(const std::vector<float>& q, const std::vect
   return out;
 }
 
-RC_GTEST_PROP(CpuKernelsProperty, PagedAttentionMatchesContiguousAttention, ()) {
-  const auto block_size = *rc::gen::element<std::size_t>(1, 4, 16, 32);
-  const auto kv_heads = *rc::gen::inRange<std::size_t>(1, 4);
-  const auto group = *rc::gen::element<std::size_t>(1, 3, 4);
-  const auto head_dim = *rc::gen::element<std::size_t>(64, 128);
-  const auto dtype = *rc::gen::element(DType::kF32, DType::kF16);
-  const auto seqs = *rc::gen::inRange<std::size_t>(1, 4);
-  const std::size_t heads = kv_heads * group;
-  const std::size_t max_len = 70, max_blocks = (max_len + block_size - 1) / block_size;
-  const std::size_t num_blocks = seqs * max_blocks;
-  const std::size_t elem = dtype == DType::kF32 ? 4 : 2;
-  std::vector<std::byte> kpool(num_blocks * block_size * kv_heads * head_dim * elem);
-  std::vector<std::byte> vpool(kpool.size());
-  PagedKv kv{kpool.data(), vpool.data(), dtype, num_blocks, block_size, kv_heads, head_dim};
-  // Scatter each sequence's blocks through the pool in a shuffled order.
-  std::vector<std::int32_t> ids(num_blocks);
-  for (std::size_t i = 0; i < num_blocks; ++i) ids[i] = static_cast<std::int32_t>(i);
-  std::shuffle(ids.begin(), ids.end(), std::mt19937(*rc::gen::arbitrary<std::uint32_t>()));
-  std::vector<std::int32_t> tables(ids.begin(), ids.end());
-  std::vector<std::size_t> lens;
-  std::vector<std::int32_t> token_seq, token_pos;
-  for (std::size_t s = 0; s < seqs; ++s) {
-    lens.push_back(*rc::gen::inRange<std::size_t>(1, max_len + 1));
-    for (std::size_t p = 0; p < lens.back(); ++p) {
-      token_seq.push_back(static_cast<std::int32_t>(s));
-      token_pos.push_back(static_cast<std::int32_t>(p));
+TEST_P(CpuIsaLevel, PagedAttentionMatchesContiguousAttention) {
+  const IsaKernels& isa = level();
+  ThreadPool& pool = pool_;
+  EXPECT_TRUE(rc::check("paged attention matches contiguous attention in double", [&] {
+    const RandomPagedBatch b = random_paged_batch({DType::kF32, DType::kF16}, {64, 128});
+    const std::size_t T = b.token_seq.size(), D = b.head_dim;
+    std::vector<float> out(b.q.size());
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    paged_attention({b.kv, b.layout(), b.q.data(), out.data(), b.heads, scale}, pool, isa);
+    auto stored = [&](const std::vector<float>& src, std::size_t t, std::size_t h) {
+      std::vector<float> row(src.begin() + static_cast<long>((t * b.kv_heads + h) * D),
+                             src.begin() + static_cast<long>((t * b.kv_heads + h + 1) * D));
+      if (b.dtype == DType::kF16) for (float& x : row) x = half_to_float(float_to_half(x));
+      return row;
+    };
+    for (std::size_t t = 0; t < T; ++t) {
+      const std::size_t first = t - static_cast<std::size_t>(b.token_pos[t]);  // this sequence's first token
+      for (std::size_t h = 0; h < b.heads; ++h) {
+        std::vector<std::vector<float>> keys, values;
+        for (std::size_t j = first; j <= t; ++j) {
+          keys.push_back(stored(b.k_new, j, h / b.group));
+          values.push_back(stored(b.v_new, j, h / b.group));
+        }
+        std::vector<float> qh(b.q.begin() + static_cast<long>((t * b.heads + h) * D),
+                              b.q.begin() + static_cast<long>((t * b.heads + h + 1) * D));
+        const auto expected = naive_attention(qh, keys, values, scale);
+        for (std::size_t d = 0; d < D; ++d) {
+          const float got = out[(t * b.heads + h) * D + d];
+          RC_ASSERT(!std::isnan(got));
+          // fp16 mode rounds queries and the value accumulator to fp16 (as ggml does).
+          RC_ASSERT(std::fabs(got - expected[d]) <= (b.dtype == DType::kF32 ? 1e-4 : 2e-2) * (1 + std::fabs(expected[d])));
+        }
+      }
+    }
+  }));
+}
+
+std::string level_name(const ::testing::TestParamInfo<CpuIsa>& info) {
+  std::string name = isa_name(info.param);
+  for (char& c : name) c = c == '-' ? '_' : c;
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryCompiledLevel, CpuIsaLevel, ::testing::ValuesIn(compiled_isas()), level_name);
+
+// ---- level-independent ----
+
+TEST(CpuKernels, ActivationQuantisationRoundsEachElementToTheNearestStep) {
+  // Q8_0 / Q8_1: d = max|x| / 127 (as fp16), every element within half a step of q · d, |q| <= 127,
+  // the block's extreme at ±127, and Q8_1's s = fp16(d · Σq).
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    const auto x = random_floats(64, seed, seed % 3 ? 1.0f : 1e-3f);
+    std::vector<BlockQ8_1> q1(2);
+    std::vector<BlockQ8_0> q0(2);
+    quantize_row_q8_1(x.data(), q1.data(), 64);
+    quantize_row_q8_0(x.data(), q0.data(), 64);
+    for (std::size_t i = 0; i < 2; ++i) {
+      float amax = 0;
+      for (std::size_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[i * 32 + j]));
+      const float d = amax / 127.0f;
+      ASSERT_EQ(q0[i].d, float_to_half(d));
+      ASSERT_EQ(q1[i].d, float_to_half(d));
+      int sum = 0, extreme = 0;
+      for (std::size_t j = 0; j < 32; ++j) {
+        ASSERT_EQ(q0[i].qs[j], q1[i].qs[j]);
+        ASSERT_LE(std::abs(q0[i].qs[j]), 127);
+        ASSERT_LE(std::fabs(x[i * 32 + j] - q0[i].qs[j] * d), 0.5f * d * (1 + 1e-5f)) << "seed " << seed << " j " << j;
+        sum += q0[i].qs[j];
+        extreme = std::max(extreme, std::abs(static_cast<int>(q0[i].qs[j])));
+      }
+      ASSERT_EQ(extreme, 127);
+      ASSERT_EQ(q1[i].s, float_to_half(d * static_cast<float>(sum)));
     }
   }
-  const std::size_t T = token_seq.size();
-  TokenLayout layout{tables.data(), max_blocks, token_seq.data(), token_pos.data(), T};
-  const auto k_new = random_floats(T * kv_heads * head_dim, 11), v_new = random_floats(T * kv_heads * head_dim, 12);
-  const auto q = random_floats(T * heads * head_dim, 13);
-  kv_append({kv, layout, k_new.data(), v_new.data()});
-  std::vector<float> out(T * heads * head_dim);
-  ThreadPool pool(2);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  paged_attention({kv, layout, q.data(), out.data(), heads, scale}, pool);
+}
 
-  auto stored = [&](const std::vector<float>& src, std::size_t t, std::size_t h) {
-    std::vector<float> row(src.begin() + static_cast<long>((t * kv_heads + h) * head_dim),
-                           src.begin() + static_cast<long>((t * kv_heads + h + 1) * head_dim));
-    if (dtype == DType::kF16) for (float& x : row) x = half_to_float(float_to_half(x));
-    return row;
-  };
-  for (std::size_t t = 0; t < T; ++t) {
-    const std::size_t first = t - static_cast<std::size_t>(token_pos[t]);  // this sequence's first token
-    for (std::size_t h = 0; h < heads; ++h) {
-      std::vector<std::vector<float>> keys, values;
-      for (std::size_t j = first; j <= t; ++j) {
-        keys.push_back(stored(k_new, j, h / group));
-        values.push_back(stored(v_new, j, h / group));
-      }
-      std::vector<float> qh(q.begin() + static_cast<long>((t * heads + h) * head_dim),
-                            q.begin() + static_cast<long>((t * heads + h + 1) * head_dim));
-      const auto expected = naive_attention(qh, keys, values, scale);
-      for (std::size_t d = 0; d < head_dim; ++d) {
-        const float got = out[(t * heads + h) * head_dim + d];
-        RC_ASSERT(!std::isnan(got));
-        // fp16 mode rounds queries and probabilities to fp16 (as ggml does).
-        RC_ASSERT(std::fabs(got - expected[d]) <= (dtype == DType::kF32 ? 1e-4 : 1e-2) * (1 + std::fabs(expected[d])));
-      }
-    }
+TEST(CpuKernels, Fp16Conversions) {
+  EXPECT_EQ(float_to_half(1.0f), 0x3C00);
+  EXPECT_EQ(float_to_half(-2.0f), 0xC000);
+  EXPECT_EQ(float_to_half(65504.0f), 0x7BFF);
+  EXPECT_EQ(float_to_half(1e6f), 0x7C00);
+  EXPECT_EQ(float_to_half(5.960464477539063e-08f), 0x0001);  // smallest subnormal
+  EXPECT_EQ(half_to_float(0x3555), 0.333251953125f);
+  for (std::uint32_t h = 0; h < 0x7C00; ++h) {
+    ASSERT_EQ(float_to_half(half_to_float(static_cast<std::uint16_t>(h))), h);  // exact round trip
+  }
+  EXPECT_EQ(float_to_bf16(1.0f), 0x3F80);
+  EXPECT_EQ(bf16_to_float(0x4049), 3.140625f);
+}
+
+TEST(CpuIsaChoice, TheForcedOrBestSupportedLevelIsActive) {
+  const char* forced = std::getenv("TIERGATE_CPU_ISA");
+  if (forced != nullptr && *forced != '\0') {
+    EXPECT_STREQ(isa_name(active_isa()), forced);
+  } else {
+    CpuIsa best = CpuIsa::kScalar;
+    for (CpuIsa isa : compiled_isas()) best = cpu_supports(isa) ? isa : best;
+    EXPECT_EQ(active_isa(), best);
+  }
+  EXPECT_TRUE(cpu_supports(active_isa()));
+  EXPECT_NE(describe_cpu().find(isa_name(active_isa())), std::string::npos);
+}
+
+TEST(CpuIsaChoice, AnUnknownLevelNameIsRefusedWithTheAcceptedNames) {
+  EXPECT_EQ(parse_isa("scalar"), CpuIsa::kScalar);
+  try {
+    parse_isa("avx3");
+    FAIL() << "avx3 accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("scalar|"), std::string::npos) << e.what();
   }
 }
 

@@ -27,6 +27,8 @@
 namespace tiergate::kernels::cuda {
 namespace {
 
+using testing::to_device;
+
 // Both sides see bit-identical K/V values (the reference reads the same fp16/bf16 cache, widened
 // exactly to float) and both accumulate in fp32; they differ only in summation order and in exp
 // (exp2 of log2-domain scores on the GPU, libm exp on the CPU). With scores of magnitude <= ~15 and
@@ -194,23 +196,16 @@ std::vector<float> reference(const Problem& p, bool widen = false) {
   return out;
 }
 
-template <class T>
-DeviceBuffer upload(const std::vector<T>& host) {
-  DeviceBuffer b(std::max<std::size_t>(host.size() * sizeof(T), 16));
-  if (!host.empty()) b.upload(host.data(), host.size() * sizeof(T));
-  return b;
-}
-
 // The problem on the device, with `out` prefilled with NaN so that an unwritten row shows.
 struct DeviceProblem {
-  explicit DeviceProblem(const Problem& p)
-      : k(upload(p.k)),
-        v(upload(p.v)),
-        tables(upload(p.tables)),
-        token_seq(upload(p.token_seq)),
-        token_pos(upload(p.token_pos)),
-        q(upload(p.q)),
-        out(upload(std::vector<float>(p.q.size(), std::numeric_limits<float>::quiet_NaN()))) {
+  DeviceProblem(const Problem& p, const Stream& stream)
+      : k(to_device(p.k, stream)),
+        v(to_device(p.v, stream)),
+        tables(to_device(p.tables, stream)),
+        token_seq(to_device(p.token_seq, stream)),
+        token_pos(to_device(p.token_pos, stream)),
+        q(to_device(p.q, stream)),
+        out(to_device(std::vector<float>(p.q.size(), std::numeric_limits<float>::quiet_NaN()), stream)) {
     params.kv = {k.get(), v.get(), p.spec.dtype, p.num_blocks, p.spec.block_size, p.spec.heads.kv, p.spec.head_dim};
     params.layout = {tables.as<std::int32_t>(), p.max_blocks, token_seq.as<std::int32_t>(), token_pos.as<std::int32_t>(),
                      p.num_tokens()};
@@ -225,15 +220,14 @@ struct DeviceProblem {
 
 // Runs the launcher with a workspace of the size it asks for; returns the output rows.
 std::vector<float> run_gpu(const Problem& p, const AttentionBatchShape& shape) {
-  DeviceProblem d(p);
+  Stream stream;
+  DeviceProblem d(p, stream);
   const std::size_t ws_bytes = paged_attention_workspace_bytes(d.params, shape);
   DeviceBuffer ws(ws_bytes);
-  Stream stream;
   const Status st = paged_attention(d.params, shape, {ws.get(), ws.bytes()}, stream.handle());
   EXPECT_TRUE(st.ok()) << st.error << " | " << p.label;
-  stream.synchronize();
   std::vector<float> out(p.q.size());
-  d.out.download(out.data(), out.size() * sizeof(float));
+  d.out.download(out.data(), out.size() * sizeof(float), stream.handle());
   return out;
 }
 
@@ -543,12 +537,13 @@ TEST(CudaPagedAttentionLargeBatch, DecodeMatchesCpuReference) {
 TEST(CudaPagedAttentionLargeBatch, RefusesASmallWorkspace) {
   TG_REQUIRE_GPU();
   const Problem p = make_problem(spec_of(DType::kF16, {8, 2}, 64, 16, {5000}, {1}, 9));
-  DeviceProblem d(p);
+  Stream stream;
+  DeviceProblem d(p, stream);
   const AttentionBatchShape shape{p.max_context, 1, 4};
   const std::size_t need = paged_attention_workspace_bytes(d.params, shape);
   ASSERT_GT(need, 0u);
   DeviceBuffer ws(need);
-  const Status s = paged_attention(d.params, shape, {ws.get(), need - 4}, nullptr);
+  const Status s = paged_attention(d.params, shape, {ws.get(), need - 4}, stream.handle());
   EXPECT_NE(s.error.find("workspace"), std::string::npos) << s.error;
 }
 
@@ -578,9 +573,9 @@ TEST(CudaKvAppend, MatchesCpuBitExact) {
         std::uint32_t nan_bits = 0x7FA12345u;  // a NaN with a payload
         std::memcpy(&k_new[1], &nan_bits, sizeof(float));
 
-        DeviceProblem d(p);
-        const DeviceBuffer dk_new = upload(k_new), dv_new = upload(v_new);
         Stream stream;
+        DeviceProblem d(p, stream);
+        const DeviceBuffer dk_new = to_device(k_new, stream), dv_new = to_device(v_new, stream);
         const KvAppendParams gpu{d.params.kv, d.params.layout, dk_new.as<float>(), dv_new.as<float>()};
         const Status st = kv_append(gpu, stream.handle());
         ASSERT_TRUE(st.ok()) << st.error;
@@ -592,8 +587,8 @@ TEST(CudaKvAppend, MatchesCpuBitExact) {
         cpu::kv_append({kv, layout, k_new.data(), v_new.data()});
 
         std::vector<std::uint16_t> k_gpu(p.k.size()), v_gpu(p.v.size());
-        d.k.download(k_gpu.data(), k_gpu.size() * 2);
-        d.v.download(v_gpu.data(), v_gpu.size() * 2);
+        d.k.download(k_gpu.data(), k_gpu.size() * 2, stream.handle());
+        d.v.download(v_gpu.data(), v_gpu.size() * 2, stream.handle());
         const auto first_diff = [](const std::vector<std::uint16_t>& a, const std::vector<std::uint16_t>& b) {
           return static_cast<std::size_t>(std::mismatch(a.begin(), a.end(), b.begin()).first - a.begin());
         };

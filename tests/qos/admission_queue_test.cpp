@@ -178,32 +178,86 @@ TEST_F(AdmissionQueueTest, PreemptedRequestReturnsToTheHeadOfItsUsersQueue) {
   const RequestId second = add("b");
   auto admitted = queue.next(kT0);
   ASSERT_EQ(admitted->id, first);
+  EXPECT_TRUE(admitted->first_start);
   add("p");
-  EXPECT_TRUE(queue.waiting_outranks(admitted->priority));
-  EXPECT_TRUE(queue.preempt(first));
-  EXPECT_FALSE(queue.preempt(first));  // no longer running
+  // It must recompute its prompt and the 7 tokens it generated.
+  EXPECT_TRUE(queue.preempt(first, kT0, 17));
+  EXPECT_FALSE(queue.preempt(first, kT0));  // no longer running
   EXPECT_EQ(next_user(), "p");
   auto resumed = queue.next(kT0);
   EXPECT_EQ(resumed->id, first);
-  EXPECT_EQ(resumed->prompt_tokens, 10);
+  EXPECT_EQ(resumed->prompt_tokens, 17);
+  EXPECT_FALSE(resumed->first_start);  // its wait was recorded at its first start
   EXPECT_EQ(queue.next(kT0)->id, second);
-  // A preempted request is not counted twice and is exempt from the wait bound.
+  // A preempted request is not counted twice.
   EXPECT_EQ(queue.usage().users.front().requests, 2u);
 }
 
-TEST_F(AdmissionQueueTest, OutranksOnlyStrictlyHigherGroups) {
-  add("g1");
-  EXPECT_TRUE(queue.waiting_outranks(0));   // Bronze
-  EXPECT_FALSE(queue.waiting_outranks(2));  // Gold itself
-  EXPECT_FALSE(queue.waiting_outranks(3));  // Platinum
+TEST_F(AdmissionQueueTest, TheWaitBoundHoldsUntilTheFirstTokenAndNeverAfter) {
+  // Bronze's bound is 10 s. A start that failed (nothing streamed) keeps waiting against it, its
+  // wait counted from its arrival less the time it ran; a request that streamed is exempt.
+  const RequestId unlucky = add("b", 10, kT0);
+  const RequestId streamed = add("b", 10, kT0);
+  ASSERT_EQ(queue.next(kT0 + seconds(2))->id, unlucky);
+  ASSERT_EQ(queue.next(kT0 + seconds(2))->id, streamed);
+  EXPECT_TRUE(queue.preempt(unlucky, kT0 + seconds(5), -1, 0, /*streamed=*/false));  // ran 3 s
+  EXPECT_TRUE(queue.preempt(streamed, kT0 + seconds(5), -1, 0, /*streamed=*/true));
+  EXPECT_TRUE(queue.expire(kT0 + seconds(12)).empty());  // waited 2 + 7 = 9 s
+  const std::vector<ExpiredRequest> expired = queue.expire(kT0 + seconds(14));  // 2 + 9 = 11 s
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].id, unlucky);
+  EXPECT_TRUE(queue.expire(kT0 + seconds(1000)).empty());
+  EXPECT_EQ(queue.waiting(), 1u);
 }
 
 TEST_F(AdmissionQueueTest, PromptTokenLimitBlocksTheHeadRatherThanBypassingIt) {
   add("p", 500);
   add("b", 5);
   EXPECT_FALSE(queue.next(kT0, 100));  // Bronze must not jump the Platinum request
-  EXPECT_EQ(queue.peek()->prompt_tokens, 500);
   EXPECT_EQ(queue.next(kT0, 500)->user_id, "p");
+}
+
+TEST_F(AdmissionQueueTest, UnknownUsersAccountsGoOnceIdleAndMemoryStaysBounded) {
+  // Silver takes unknown users (default 95%). A million distinct users, each served once: their
+  // accounts go when idle (those in debt once the debt list is full), their service stays counted.
+  constexpr int kUsers = 1'000'000;
+  std::size_t most = 0;
+  for (int i = 0; i < kUsers; ++i) {
+    add("visitor-" + std::to_string(i));
+    if (i % 2 == 1) {  // two at a time: one is served while the other waits
+      for (int k = 0; k < 2; ++k) {
+        auto a = queue.next(kT0);
+        ASSERT_TRUE(a);
+        queue.charge(a->id, 5, 3);
+        queue.finish(a->id);
+      }
+    }
+    most = std::max(most, queue.accounts());
+  }
+  EXPECT_LE(most, 10'002u);
+  const UsageReport usage = queue.usage();
+  EXPECT_DOUBLE_EQ(usage.groups[2].weighted_tokens, kUsers * 11.0);
+  EXPECT_EQ(usage.groups[2].requests, static_cast<std::uint64_t>(kUsers));
+  EXPECT_GE(usage.groups[2].retired_users, static_cast<std::uint64_t>(kUsers) - 10'002);
+}
+
+TEST_F(AdmissionQueueTest, AnAccountInDebtIsKeptUntilALiftWouldEraseIt) {
+  // x was served far more than y; dropping x's account while y still waits below it would forgive
+  // that debt. It goes only once the group's floor has caught up.
+  add("x");
+  auto a = queue.next(kT0);
+  queue.charge(a->id, 0, 1000);
+  add("y");
+  queue.finish(a->id);
+  EXPECT_EQ(queue.accounts(), 2u);  // x is idle but in debt
+  const RequestId x_again = add("x");
+  for (const UserUsage& u : queue.usage().users) {
+    if (u.user_id == "x") {
+      EXPECT_GT(u.virtual_counter, 1000);  // its counter was kept, not lifted from 0
+    }
+  }
+  EXPECT_EQ(next_user(), "y");
+  EXPECT_EQ(queue.next(kT0)->id, x_again);
 }
 
 TEST_F(AdmissionQueueTest, ReloadKeepsQueuedRequestsAndCounters) {
@@ -263,7 +317,10 @@ TEST_F(AdmissionQueueTest, UsageReportsSharesAndCounts) {
   EXPECT_EQ(report.groups[1].running, 2u);
   ASSERT_EQ(report.users.size(), 2u);
   EXPECT_DOUBLE_EQ(report.users[0].quota_share, 0.5);
-  EXPECT_DOUBLE_EQ(report.users[0].served_share + report.users[1].served_share, 1.0);
+  // g1 was charged 10 prompt tokens, g2 20 prompt + 5 output (w_out 2): 10 and 30 weighted.
+  EXPECT_EQ(report.users[0].user_id, "g1");
+  EXPECT_DOUBLE_EQ(report.users[0].served_share, 0.25);
+  EXPECT_DOUBLE_EQ(report.users[1].served_share, 0.75);
   EXPECT_NE(to_json(report).find("\"user_id\": \"g1\""), std::string::npos);
   EXPECT_NE(to_text(report).find("g2"), std::string::npos);
 }

@@ -215,15 +215,40 @@ TEST(ConfigExtensions, WeightsAndLimitsRoundTrip) {
   std::string text = R"({"enable_user_qos": true, "user_groups": ["Hi", "Lo"],
       "user_group_map": {"Hi": [{"id": "a", "quota_pct": 1}], "Lo": [{"id": "default", "quota_pct": 3}]},
       "default_group": "Lo", "token_weights": {"input": 0.5, "output": 4},
-      "group_limits": {"Lo": {"max_queued": 10, "max_queue_wait_s": 2.5, "retry_after_s": 3}}})";
+      "group_limits": {"Lo": {"max_queued": 10, "max_queue_wait_s": 2.5, "retry_after_s": 3},
+                       "Hi": {"lower_groups_step_tokens": 64}}})";
   ConfigParseResult first = parse(text);
   ASSERT_TRUE(first.ok()) << first.describe();
   EXPECT_EQ(first.config->groups()[1].limits.max_queued, 10u);
+  EXPECT_EQ(first.config->groups()[0].limits.lower_groups_step_tokens, 64);
+  EXPECT_EQ(first.config->groups()[1].limits.lower_groups_step_tokens, 0);  // the default: lower groups pause
   EXPECT_DOUBLE_EQ(*first.config->groups()[1].limits.max_queue_wait_s, 2.5);
   EXPECT_DOUBLE_EQ(first.config->weights().input, 0.5);
   ConfigParseResult second = parse(to_json(*first.config));
   ASSERT_TRUE(second.ok()) << second.describe() << to_json(*first.config);
   EXPECT_EQ(*first.config, *second.config);
+}
+
+TEST(ConfigErrors, IsolationTokensMustBeAWholeNonNegativeNumber) {
+  for (const char* bad : {"-1", "2.5", "\"64\"", "true"}) {
+    ConfigParseResult result = parse(std::string(R"({"enable_user_qos": true, "user_groups": ["A"],
+        "user_group_map": {"A": [{"id": "a", "quota_pct": 1}]},
+        "group_limits": {"A": {"lower_groups_step_tokens": )") + bad + "}}}");
+    ASSERT_FALSE(result.ok()) << bad;
+    EXPECT_EQ(result.errors[0].path, "$.group_limits.A.lower_groups_step_tokens") << bad;
+    EXPECT_NE(result.errors[0].fix.find("lower groups pause"), std::string::npos);
+  }
+}
+
+TEST(ConfigSummary, ExplainsEachGroupsIsolation) {
+  auto config = parse(R"({"enable_user_qos": true, "user_groups": ["A", "B", "C"],
+      "user_group_map": {"A": [{"id": "a", "quota_pct": 1}], "B": [{"id": "b", "quota_pct": 1}],
+                         "C": [{"id": "c", "quota_pct": 1}]},
+      "group_limits": {"B": {"lower_groups_step_tokens": 32}}})").config;
+  ASSERT_TRUE(config);
+  const std::string summary = summarize(*config);
+  EXPECT_NE(summary.find("waits for its first token, lower groups pause"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("lower groups get at most 32 tokens a step"), std::string::npos) << summary;
 }
 
 TEST(ConfigSummary, ShowsGroupsSharesAndUnknownRule) {

@@ -18,6 +18,10 @@ class AdmissionQueuePolicy : public Policy {
   std::string name() const override { return name_; }
   bool enqueue(const SimRequest& request, double now_s) override;
   std::optional<std::uint64_t> next(double now_s) override;
+  void plan(std::span<const qos::RunningWork> running, const qos::StepCapacity& capacity, double now_s,
+            qos::StepPlan& plan) override {
+    queue_.plan_step(running, capacity, at(now_s), plan);
+  }
   void charge(const std::string& user, std::int64_t prompt_tokens, std::int64_t output_tokens) override {
     queue_.charge(user, prompt_tokens, output_tokens);
   }

@@ -1,10 +1,10 @@
-// A modelled engine for replaying workloads through a Policy: continuous batching with a batch
-// capacity and a per-step token budget. Each step pulls new requests while slots are free, gives
-// every decoding sequence one token, fills the rest of the budget with prefill chunks (oldest
-// admission first; finishing a prefill yields the first output token), charges the tokens to
-// their users as they are processed, and reports completions. Time advances by
-// step_base_s + step_per_token_s * tokens. Single-threaded; KV memory and preemption are not
-// modelled (the batch capacity stands in for memory).
+// A modelled engine for replaying workloads through a Policy: continuous batching with a per-step
+// sequence capacity and token budget. Each step asks the policy for its plan (qos/step_plan.h),
+// gives the granted decoding sequences one token each, then prefills as granted (finishing a
+// prefill yields the first output token), starts the plan's new requests, charges the tokens to
+// their users as they are processed, and reports completions. Running requests the plan leaves
+// out rest. Time advances by step_base_s + step_per_token_s * tokens. Single-threaded; KV memory
+// and preemption are not modelled.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "qos/step_plan.h"
 #include "tools/qos_sim/policy.h"
 #include "tools/qos_sim/workload.h"
 
@@ -19,7 +20,7 @@ namespace tiergate::qos_sim {
 
 struct EngineShape {
   std::int64_t token_budget = 2048;  // tokens processed per step, decode + prefill
-  std::size_t batch_capacity = 16;   // running sequences
+  std::size_t batch_capacity = 16;   // sequences one step carries
   double step_base_s = 0.015;
   double step_per_token_s = 0.00002;
 };
@@ -51,6 +52,8 @@ class EngineModel {
 
   EngineShape shape_;
   std::deque<Sequence> running_;  // admission order
+  std::vector<qos::RunningWork> work_;
+  qos::StepPlan plan_;
 };
 
 }  // namespace tiergate::qos_sim

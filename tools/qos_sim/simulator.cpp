@@ -17,6 +17,10 @@ class MeteredPolicy : public Policy {
   std::string name() const override { return inner_.name(); }
   bool enqueue(const SimRequest& r, double now_s) override { return inner_.enqueue(r, now_s); }
   std::optional<std::uint64_t> next(double now_s) override { return inner_.next(now_s); }
+  void plan(std::span<const qos::RunningWork> running, const qos::StepCapacity& capacity, double now_s,
+            qos::StepPlan& plan) override {
+    inner_.plan(running, capacity, now_s, plan);
+  }
   void charge(const std::string& user, std::int64_t prompt, std::int64_t output) override {
     served_[user] += weights_.input * static_cast<double>(prompt) + weights_.output * static_cast<double>(output);
     inner_.charge(user, prompt, output);
