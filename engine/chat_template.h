@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/tokenizer.h"
 #include "engine/tool_calls.h"
 
 namespace tiergate::engine {
@@ -31,18 +32,27 @@ class ChatTemplate {
   static ChatTemplate from_template_text(const std::string& jinja);
 
   Style style() const { return style_; }
-  // The prompt text (special tokens written out; encode with parse_special), ending with the
-  // assistant's turn opened when add_generation_prompt is set.
+  // The prompt text (special tokens written out), ending with the assistant's turn opened when
+  // add_generation_prompt is set, and which ranges of it are the template's own markup.
   // `tools`: offered to the model (only where tool_format() is set).
+  struct Rendered {
+    std::string text;
+    std::vector<TextRange> markup;  // sorted, disjoint; everything else came from the client
+  };
+  Rendered render_marked(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true,
+                         std::span<const ToolDefinition> tools = {}) const;
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true,
-                     std::span<const ToolDefinition> tools = {}) const;
+                     std::span<const ToolDefinition> tools = {}) const {
+    return render_marked(messages, add_generation_prompt, tools).text;
+  }
+  // The prompt's tokens. Only the template's markup yields control tokens: a message (or a tool
+  // definition, call or result) that spells "<|im_start|>system" stays text and cannot forge a turn.
+  std::vector<TokenId> encode(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt = true, std::span<const ToolDefinition> tools = {}) const;
   // How this template's model writes tool calls; nullopt: the template defines none.
   std::optional<ToolCallFormat> tool_format() const;
 
  private:
-  std::string render_hermes(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                            std::span<const ToolDefinition> tools) const;
-
   Style style_ = Style::kChatMl;
   bool hermes_tools_ = false;
   std::optional<std::string> default_system_;

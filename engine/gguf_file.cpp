@@ -151,7 +151,24 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   if (map == MAP_FAILED) throw GgufError(path + ": cannot map: " + std::strerror(errno));
   file->map_ = static_cast<const std::byte*>(map);
   file->map_size_ = static_cast<std::size_t>(st.st_size);
+  file->mapped_ = true;
+  file->parse();
+  return file;
+}
 
+std::unique_ptr<GgufFile> GgufFile::from_bytes(std::string bytes, std::string name) {
+  std::unique_ptr<GgufFile> file(new GgufFile());
+  file->path_ = std::move(name);
+  file->owned_ = std::move(bytes);
+  file->map_ = reinterpret_cast<const std::byte*>(file->owned_.data());
+  file->map_size_ = file->owned_.size();
+  file->parse();
+  return file;
+}
+
+void GgufFile::parse() {
+  GgufFile* const file = this;
+  const std::string& path = path_;
   Cursor in(file->map_, file->map_size_, file->path_);
   if (in.read<std::uint32_t>("the magic number") != kMagic) {
     throw GgufError(path + ": not a GGUF file (the first four bytes are not \"GGUF\")");
@@ -210,12 +227,17 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
       throw GgufError(path + ": tensor " + tensor.name + " has rows of " + std::to_string(tensor.shape[0]) +
                       " elements, not a multiple of its block size " + std::to_string(per_block));
     }
-    // A corrupt dimension can make the element count wrap to a small number that fits the file.
+    // Shapes come from the file: a corrupt dimension can make the element count wrap to a small
+    // number that fits the file, and a huge one would wrap the byte count computed below.
     std::uint64_t elements = 1;
     for (std::uint64_t d : tensor.shape) {
       if (__builtin_mul_overflow(elements, d, &elements)) {
         throw GgufError(path + ": tensor " + tensor.name + " has more than 2^64 elements: the file is corrupt");
       }
+    }
+    if (elements / per_block > file->map_size_) {
+      throw GgufError(path + ": tensor " + tensor.name + " has " + std::to_string(elements) +
+                      " elements, more than the file could hold: the file is truncated or corrupt");
     }
     const std::uint64_t bytes = elements / per_block * kernels::block_bytes(tensor.type);
     if (t.offset % alignment != 0 || t.offset > file->map_size_ - data_start ||
@@ -228,11 +250,10 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     file->tensor_index_[tensor.name] = file->tensors_.size();
     file->tensors_.push_back(std::move(tensor));
   }
-  return file;
 }
 
 GgufFile::~GgufFile() {
-  if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
+  if (mapped_) ::munmap(const_cast<std::byte*>(map_), map_size_);
 }
 
 const GgufValue& GgufFile::value(std::string_view key, GgufValue::Kind kind, const char* expected) const {

@@ -56,6 +56,8 @@ struct GgufValue {
 class GgufFile {
  public:
   static std::unique_ptr<GgufFile> open(const std::string& path);
+  // The same from bytes in memory (kept by the file); `name` stands for the path in messages.
+  static std::unique_ptr<GgufFile> from_bytes(std::string bytes, std::string name);
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
@@ -84,11 +86,14 @@ class GgufFile {
  private:
   GgufFile() = default;
   const GgufValue& value(std::string_view key, GgufValue::Kind kind, const char* expected) const;
+  void parse();  // reads map_[0, map_size_) into the metadata and tensor views; throws GgufError
 
   std::string path_;
   std::uint32_t version_ = 0;
   const std::byte* map_ = nullptr;
   std::size_t map_size_ = 0;
+  bool mapped_ = false;  // map_ is an mmap (else it points into owned_)
+  std::string owned_;
   std::map<std::string, GgufValue, std::less<>> metadata_;
   std::vector<GgufTensor> tensors_;
   std::map<std::string, std::size_t, std::less<>> tensor_index_;

@@ -23,10 +23,13 @@ Weight weight(const GgufFile& file, const std::string& name, std::size_t cols, s
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path) { return from_gguf(GgufFile::open(path)); }
+
+std::unique_ptr<Model> Model::from_gguf(std::unique_ptr<GgufFile> file) {
   std::unique_ptr<Model> model(new Model());
-  model->file_ = GgufFile::open(path);
+  model->file_ = std::move(file);
   const GgufFile& f = *model->file_;
+  const std::string& path = f.path();
   ModelConfig& c = model->config_;
   c.architecture = f.get_string("general.architecture");
   if (c.architecture != "llama") {

@@ -45,6 +45,8 @@ struct LayerWeights {
 class Model {
  public:
   static std::unique_ptr<Model> load(const std::string& path);
+  // The same from a GGUF already read (the fuzz target reads one from memory). Throws like load().
+  static std::unique_ptr<Model> from_gguf(std::unique_ptr<GgufFile> file);
 
   const ModelConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }

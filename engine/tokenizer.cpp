@@ -96,6 +96,8 @@ void split_gpt2(const std::vector<Codepoint>& cps, std::size_t begin, std::size_
   }
 }
 
+bool is_plain(TokenType t) { return t != TokenType::kControl && t != TokenType::kUnknown; }
+
 // GPT-2's reversible byte → printable code point map.
 void build_byte_map(std::string (&byte_to_text)[256], std::unordered_map<std::uint32_t, std::uint8_t>& back) {
   std::uint32_t next = 256;
@@ -258,7 +260,8 @@ void Tokenizer::encode_word(std::string_view word, std::vector<TokenId>& out) co
   }
   for (int i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next) {
     const Symbol& sym = symbols[static_cast<std::size_t>(i)];
-    if (auto it = ids_.find(sym.text); it != ids_.end()) {
+    // A merge that spells a special token's text is still plain text: never its id.
+    if (auto it = ids_.find(sym.text); it != ids_.end() && is_plain(types_[static_cast<std::size_t>(it->second)])) {
       out.push_back(it->second);
       continue;
     }
@@ -278,7 +281,8 @@ void Tokenizer::encode_plain(std::string_view text, std::vector<TokenId>& out) c
   for (const std::string& word : pre_tokenize(text)) encode_word(word, out);
 }
 
-std::vector<TokenId> Tokenizer::encode(std::string_view text, bool parse_special) const {
+template <typename Allowed>
+std::vector<TokenId> Tokenizer::encode_with(std::string_view text, Allowed special_allowed) const {
   // Cut the text at special tokens (longest first), then BPE each plain fragment on its own.
   struct Fragment {
     TokenId token;  // -1: plain text
@@ -286,8 +290,6 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool parse_special
   };
   std::vector<Fragment> fragments = {{-1, 0, text.size()}};
   for (TokenId special : specials_) {
-    const TokenType type = types_[static_cast<std::size_t>(special)];
-    if (!parse_special && type != TokenType::kUserDefined) continue;
     const std::string& needle = tokens_[static_cast<std::size_t>(special)];
     std::vector<Fragment> next;
     for (const Fragment& f : fragments) {
@@ -295,14 +297,19 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool parse_special
         next.push_back(f);
         continue;
       }
-      std::size_t at = f.offset;
+      std::size_t at = f.offset;  // plain text of this fragment not yet emitted starts here
+      std::size_t from = f.offset;
       const std::size_t end = f.offset + f.length;
-      while (at < end) {
-        const std::size_t hit = text.substr(0, end).find(needle, at);
+      while (from < end) {
+        const std::size_t hit = text.substr(0, end).find(needle, from);
         if (hit == std::string_view::npos) break;
+        if (!special_allowed(special, hit, hit + needle.size())) {
+          from = hit + 1;
+          continue;
+        }
         if (hit > at) next.push_back({-1, at, hit - at});
         next.push_back({special, hit, needle.size()});
-        at = hit + needle.size();
+        at = from = hit + needle.size();
       }
       if (at < end) next.push_back({-1, at, end - at});
     }
@@ -317,6 +324,21 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool parse_special
     }
   }
   return out;
+}
+
+std::vector<TokenId> Tokenizer::encode(std::string_view text, bool parse_special) const {
+  return encode_with(text, [&](TokenId special, std::size_t, std::size_t) {
+    return parse_special || types_[static_cast<std::size_t>(special)] == TokenType::kUserDefined;
+  });
+}
+
+std::vector<TokenId> Tokenizer::encode_templated(std::string_view text, std::span<const TextRange> markup) const {
+  return encode_with(text, [&](TokenId, std::size_t begin, std::size_t end) {
+    // The first range ending at or after `end`; the occurrence counts only inside it.
+    const auto it = std::lower_bound(markup.begin(), markup.end(), end,
+                                     [](const TextRange& r, std::size_t e) { return r.end < e; });
+    return it != markup.end() && it->begin <= begin && end <= it->end;
+  });
 }
 
 std::string Tokenizer::token_bytes(TokenId token, bool render_special) const {

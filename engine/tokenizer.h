@@ -34,6 +34,12 @@ enum class PreTokenizer {
   kDigits,  // every \p{N} alone first, then the GPT-2 rule (smollm, starcoder, refact, ...)
 };
 
+// A byte range [begin, end) of a text.
+struct TextRange {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+};
+
 class Tokenizer {
  public:
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
@@ -41,8 +47,15 @@ class Tokenizer {
             const std::vector<std::string>& merges, PreTokenizer pre, TokenId bos, TokenId eos);
 
   // With parse_special, control tokens written in the text (e.g. "<|im_start|>") become their
-  // ids; user-defined tokens always do (as in llama.cpp).
+  // ids; user-defined tokens always do (as in llama.cpp). Without it no control token comes out,
+  // however the text is spelled (BPE that would spell one falls back to its bytes).
   std::vector<TokenId> encode(std::string_view text, bool parse_special) const;
+  // A prompt where only trusted markup may produce special tokens: `markup` lists the ranges
+  // (sorted, disjoint) written by the chat template; a special token is recognised only when it
+  // lies wholly inside one. The rest, the client's text, is plain: it never yields a control
+  // token, and a user-defined token only where BPE itself spells one. Plain text on both sides of a boundary is BPE'd together, so a benign
+  // prompt tokenizes exactly as encode(text, true) does.
+  std::vector<TokenId> encode_templated(std::string_view text, std::span<const TextRange> markup) const;
   // The bytes the tokens stand for. Control tokens are rendered only when asked.
   std::string decode(std::span<const TokenId> tokens, bool render_special = false) const;
   std::string token_bytes(TokenId token, bool render_special = false) const;
@@ -61,6 +74,9 @@ class Tokenizer {
   std::vector<std::string> pre_tokenize(std::string_view text) const;
 
  private:
+  // special_allowed(token, begin, end): may this occurrence become the special token?
+  template <typename Allowed>
+  std::vector<TokenId> encode_with(std::string_view text, Allowed special_allowed) const;
   void encode_word(std::string_view word, std::vector<TokenId>& out) const;
   void encode_plain(std::string_view text, std::vector<TokenId>& out) const;
 

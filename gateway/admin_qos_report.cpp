@@ -7,7 +7,8 @@
 
 namespace tiergate::gateway {
 
-std::string admin_qos_report(EngineService& service, const ConfigSource& source, const std::string& fleet_json) {
+std::string admin_qos_report(EngineService& service, const ConfigSource& source, const std::string& reloads,
+                             const std::string& fleet_json) {
   const auto config = service.queue().config();
   qos::UsageReport usage = service.queue().usage();
   service.service_levels().fill(usage, qos::Clock::now());
@@ -17,7 +18,7 @@ std::string admin_qos_report(EngineService& service, const ConfigSource& source,
          ", \"loaded_at_unix_ms\": " + std::to_string(source.loaded_at_unix_ms) +
          ", \"last_reload_error\": " + qos::json_string(source.last_reload_error) +
          "}, \"server_time_unix_ms\": " + std::to_string(now_ms) + ", \"usage\": " + qos::to_json(usage) +
-         (fleet_json.empty() ? "" : ", \"fleet\": " + fleet_json) + "}";
+         ", \"reload\": " + reloads + (fleet_json.empty() ? "" : ", \"fleet\": " + fleet_json) + "}";
 }
 
 }  // namespace tiergate::gateway

@@ -5,7 +5,6 @@
 #include <limits>
 
 #include "engine/chat_template.h"
-#include "gateway/admin_qos_report.h"
 #include "gateway/choice_output.h"
 #include "gateway/dashboard_routes.h"
 #include "gateway/fleet_sync.h"
@@ -36,6 +35,41 @@ std::int64_t now_unix_ms() {
 long now_seconds() {
   return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
                                std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+struct Route {
+  const char* path;
+  const char* method;
+};
+
+constexpr Route kRoutes[] = {
+    {"/health", "GET"},
+    {"/metrics", "GET"},
+    {"/v1/models", "GET"},
+    {"/v1/chat/completions", "POST"},
+    {"/v1/completions", "POST"},
+    {"/v1/chat/completions_qos", "POST"},
+    {"/v1/completions_qos", "POST"},
+    {"/v1/chat/interactive_qos", "POST"},
+    {"/admin/qos", "GET"},
+    {"/admin/qos/reload", "POST"},
+    {"/admin/keys/reload", "POST"},
+    {"/dashboard", "GET"},
+    {"/dashboard/login", "POST"},
+    {"/dashboard/logout", "POST"},
+};
+
+const Route* find_route(std::string_view path) {
+  for (const Route& r : kRoutes) {
+    if (path == r.path) return &r;
+  }
+  return nullptr;
+}
+
+// What /metrics labels a request by: its route's template, never the raw path.
+std::string route_label(std::string_view path) {
+  const Route* r = find_route(path);
+  return r ? r->path : "unmatched";
 }
 
 // Per-request state shared by the engine callbacks (all on the engine thread).
@@ -69,17 +103,22 @@ Api::Api(EngineService& service, std::shared_ptr<const ApiKeyStore> keys, ApiOpt
       qos_reloader_(options_.qos_config_path, [this](std::shared_ptr<const qos::Config> config) {
         service_.reload(std::move(config));
         qos_loaded_at_unix_ms_ = now_unix_ms();
-        std::fprintf(stderr, "tiergate: QoS config reloaded from %s\n", options_.qos_config_path.c_str());
       }),
       qos_loaded_at_unix_ms_(now_unix_ms()),  // the server read it just before
-      dashboard_(std::make_unique<DashboardRoutes>(keys_)) {}
+      qos_file_(options_.qos_config_path, [this] { return qos_reloader_.reload(); }),
+      keys_file_(options_.api_keys_path, [this] { return load_keys(); }),
+      dashboard_(std::make_unique<DashboardRoutes>([this] { return this->keys(); })) {}
 
 Api::~Api() = default;
 
-void Api::reload_qos_if_changed() {
-  if (auto problems = qos_reloader_.reload_if_changed(); problems && !problems->empty()) {
-    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", problems->c_str());
-  }
+std::shared_ptr<const ApiKeyStore> Api::keys() const {
+  std::lock_guard lock(keys_mutex_);
+  return keys_;
+}
+
+void Api::set_transport(const TransportStatsSource* transport) {
+  std::lock_guard lock(transport_mutex_);
+  transport_ = transport;
 }
 
 void Api::count(const std::string& route, int status) {
@@ -88,48 +127,27 @@ void Api::count(const std::string& route, int status) {
 }
 
 engine::RequestId Api::handle(const HttpRequest& request, std::shared_ptr<ResponseSink> sink) {
-  std::string route = request.target.substr(0, request.target.find('?'));
+  const std::string path = request.target.substr(0, request.target.find('?'));
   try {
-    return handle_unguarded(request, sink, route);
+    return handle_unguarded(request, sink, path);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tiergate: internal error on %s %s: %s\n", request.method.c_str(), route.c_str(), e.what());
-    count(route, 500);
+    std::fprintf(stderr, "tiergate: internal error on %s %s: %s\n", request.method.c_str(), path.c_str(), e.what());
+    count(route_label(path), 500);
     sink->respond(error(500, "internal server error", "server_error"));
     return 0;
   }
 }
 
 engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_ptr<ResponseSink> sink,
-                                        const std::string& route) {
+                                        const std::string& path) {
+  const std::string route = route_label(path);  // the template: the only thing metrics may label by
   auto answer = [&](HttpResponse r) {
     count(route, r.status);
     sink->respond(std::move(r));
     return engine::RequestId{0};
   };
-  struct Route {
-    const char* path;
-    const char* method;
-  };
-  static const Route kRoutes[] = {
-      {"/health", "GET"},
-      {"/metrics", "GET"},
-      {"/v1/models", "GET"},
-      {"/v1/chat/completions", "POST"},
-      {"/v1/completions", "POST"},
-      {"/v1/chat/completions_qos", "POST"},
-      {"/v1/completions_qos", "POST"},
-      {"/v1/chat/interactive_qos", "POST"},
-      {"/admin/qos", "GET"},
-      {"/admin/qos/reload", "POST"},
-      {"/dashboard", "GET"},
-      {"/dashboard/login", "POST"},
-      {"/dashboard/logout", "POST"},
-  };
-  const Route* found = nullptr;
-  for (const Route& r : kRoutes) {
-    if (route == r.path) found = &r;
-  }
-  if (!found) return answer(error(404, "no route " + route, "invalid_request_error", "", "not_found"));
+  const Route* found = find_route(path);
+  if (!found) return answer(error(404, "no route " + path, "invalid_request_error", "", "not_found"));
   if (request.method != found->method) {
     HttpResponse r = error(405, route + " takes " + found->method, "invalid_request_error", "", "method_not_allowed");
     r.headers.emplace_back("Allow", found->method);
@@ -144,30 +162,30 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
                                    ", \"fleet\": " + options_.fleet->health_json() + "}",
                                {}});
   }
-  if (route == "/metrics") return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(), {}});
 
   // The dashboard signs browsers in with an admin key; its session cookie may read /admin/qos.
   if (route.rfind("/dashboard", 0) == 0) return answer(dashboard_->handle(request, route));
-  const auto qos_report = [&] {
-    return HttpResponse{200, "application/json",
-                        admin_qos_report(service_, {options_.qos_config_path, qos_loaded_at_unix_ms_.load(),
-                                                    qos_reloader_.last_error()},
-                                         options_.fleet ? options_.fleet->usage_json() : std::string()),
-                        {}};
-  };
   if (route == "/admin/qos" && request.authorization.empty() && dashboard_->signed_in(request)) {
-    return answer(qos_report());
+    return answer(admin_qos());
   }
 
-  // Everything else needs a key.
+  // Everything else needs a key (/metrics too, unless the operator opted out).
   const std::string& auth = request.authorization;
-  if (auth.rfind("Bearer ", 0) != 0 || auth.size() <= 7) {
+  const bool has_bearer = auth.rfind("Bearer ", 0) == 0 && auth.size() > 7;
+  if (route == "/metrics" && !has_bearer && options_.metrics_without_key) {
+    return answer(HttpResponse{200, "text/plain; version=0.0.4", metrics(MetricsView::kPublic), {}});
+  }
+  if (!has_bearer) {
     return answer(error(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_request_error", "",
                         "invalid_api_key"));
   }
-  const std::optional<ApiKey> key = keys_->authenticate(std::string_view(auth).substr(7));
+  const std::optional<ApiKey> key = keys()->authenticate(std::string_view(auth).substr(7));
   if (!key) return answer(error(401, "invalid API key", "invalid_request_error", "", "invalid_api_key"));
 
+  if (route == "/metrics") {
+    return answer(HttpResponse{200, "text/plain; version=0.0.4",
+                               metrics(key->admin ? MetricsView::kFull : MetricsView::kTenant, &*key), {}});
+  }
   if (route == "/v1/models") {
     return answer(HttpResponse{200, "application/json",
                                "{\"object\": \"list\", \"data\": [{\"id\": " + qos::json_string(options_.model_name) +
@@ -176,12 +194,7 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
   }
   if (route.rfind("/admin/", 0) == 0) {
     if (!key->admin) return answer(error(403, "this key is not an admin key", "permission_error"));
-    if (route == "/admin/qos/reload") {
-      const std::string problems = reload_qos();
-      if (!problems.empty()) return answer(error(400, problems, "invalid_request_error", "qos_config"));
-      return answer(HttpResponse{200, "application/json", "{\"reloaded\": true}", {}});
-    }
-    return answer(qos_report());
+    return admin(request, route, answer);
   }
   const bool qos_route = route.size() > 4 && route.compare(route.size() - 4, 4, "_qos") == 0;
   const Endpoint endpoint = route == "/v1/chat/interactive_qos" ? Endpoint::kInteractive
@@ -254,13 +267,12 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
     }
     conversation.push_back(req.messages.front());
     req.messages = conversation;
-    const std::string text = chat_template.render(conversation, true);
-    prompt = model.tokenizer().encode(text, true);
+    prompt = chat_template.encode(model.tokenizer(), conversation);
   } else if (endpoint == Endpoint::kChat) {
-    const std::string text = chat_template.render(req.messages, true,
-                                                  tool_format ? std::span<const engine::ToolDefinition>(req.tools)
-                                                              : std::span<const engine::ToolDefinition>());
-    prompt = model.tokenizer().encode(text, true);
+    // Only the template's markup yields control tokens; the client's text (tools too) never does.
+    prompt = chat_template.encode(model.tokenizer(), req.messages, true,
+                                  tool_format ? std::span<const engine::ToolDefinition>(req.tools)
+                                              : std::span<const engine::ToolDefinition>());
   } else {
     prompt = model.tokenizer().encode(req.prompt, false);
   }
@@ -335,18 +347,22 @@ engine::RequestId Api::generate(const HttpRequest& request, const ApiKey& key, E
       }
       if (finish.empty()) return;
       count(route_copy, 200);
-      end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text,
-                      [gen, i, tokens = o.completion_tokens, finish] {
-                        if (gen->request.stream) {
-                          gen->sink->end_stream();
-                        } else {
-                          gen->sink->respond(HttpResponse{200, "application/json",
-                                                          interactive_body(gen->choices[i].text, tokens,
-                                                                           gen->prompt_tokens, gen->history_tokens,
-                                                                           finish),
-                                                          {}});
-                        }
-                      });
+      auto reply = [gen, i, tokens = o.completion_tokens, finish] {
+        if (gen->request.stream) {
+          gen->sink->end_stream();
+        } else {
+          gen->sink->respond(HttpResponse{200, "application/json",
+                                          interactive_body(gen->choices[i].text, tokens, gen->prompt_tokens,
+                                                           gen->history_tokens, finish),
+                                          {}});
+        }
+      };
+      // A turn cut short by the client's leaving is not history: that client never saw the reply.
+      if (o.finish != engine::FinishReason::kCancelled) {
+        end_interactive(rq, gen->user, gen->prompt_tokens + o.completion_tokens, c.text, std::move(reply));
+      } else {
+        reply();
+      }
       return;
     }
     // What the client sees of this output: echo, logprobs, tool calls (gateway/choice_output.h).
@@ -436,66 +452,6 @@ void Api::end_interactive(const GenerationRequest& request, const std::string& u
   ChatSessions::Conversation conversation{request.messages, tokens};
   conversation.messages.push_back({"assistant", reply});
   sessions_.store(key, std::move(conversation), ChatSessions::Clock::now(), std::move(answer));
-}
-
-std::string Api::reload_qos() {
-  const std::string problems = qos_reloader_.reload();
-  if (!problems.empty()) {
-    std::fprintf(stderr, "tiergate: QoS reload rejected, the old config stays in force:\n%s", problems.c_str());
-  }
-  return problems;
-}
-
-std::string Api::metrics() const {
-  std::string out = "# HELP tiergate_requests_total HTTP requests by route and status.\n# TYPE tiergate_requests_total counter\n";
-  {
-    std::lock_guard lock(metrics_mutex_);
-    for (const auto& [key, value] : requests_) {
-      out += "tiergate_requests_total{route=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"} " +
-             std::to_string(value) + "\n";
-    }
-  }
-  const qos::UsageReport usage = service_.queue().usage();
-  out += "# HELP tiergate_queue_waiting Requests waiting for admission, by group.\n# TYPE tiergate_queue_waiting gauge\n";
-  for (const auto& g : usage.groups) out += "tiergate_queue_waiting{group=\"" + g.name + "\"} " + std::to_string(g.waiting) + "\n";
-  out += "# HELP tiergate_running Requests running, by group.\n# TYPE tiergate_running gauge\n";
-  for (const auto& g : usage.groups) out += "tiergate_running{group=\"" + g.name + "\"} " + std::to_string(g.running) + "\n";
-  out += "# HELP tiergate_weighted_tokens_total Weighted tokens served, by group.\n# TYPE tiergate_weighted_tokens_total counter\n";
-  for (const auto& g : usage.groups) {
-    out += "tiergate_weighted_tokens_total{group=\"" + g.name + "\"} " + qos::json_number(g.weighted_tokens) + "\n";
-  }
-  out += "# HELP tiergate_user_tokens_total Prompt and generated tokens by user.\n# TYPE tiergate_user_tokens_total counter\n";
-  for (const auto& u : usage.users) {
-    out += "tiergate_user_tokens_total{user=\"" + u.user_id + "\",group=\"" + u.group + "\",kind=\"prompt\"} " +
-           std::to_string(u.prompt_tokens) + "\n";
-    out += "tiergate_user_tokens_total{user=\"" + u.user_id + "\",group=\"" + u.group + "\",kind=\"output\"} " +
-           std::to_string(u.output_tokens) + "\n";
-  }
-  const engine::EngineStats s = service_.stats();
-  out += "# HELP tiergate_kv_blocks KV cache blocks by state.\n# TYPE tiergate_kv_blocks gauge\n";
-  out += "tiergate_kv_blocks{state=\"active\"} " + std::to_string(s.blocks.active_blocks) + "\n";
-  out += "tiergate_kv_blocks{state=\"cached\"} " + std::to_string(s.blocks.cached_blocks) + "\n";
-  out += "tiergate_kv_blocks{state=\"free\"} " + std::to_string(s.blocks.free_blocks) + "\n";
-  out += "# HELP tiergate_preemptions_total Running requests preempted.\n# TYPE tiergate_preemptions_total counter\n";
-  out += "tiergate_preemptions_total " + std::to_string(s.preemptions) + "\n";
-  out += "# HELP tiergate_interactive_sessions Interactive sessions holding a conversation.\n"
-         "# TYPE tiergate_interactive_sessions gauge\n";
-  out += "tiergate_interactive_sessions " + std::to_string(sessions_.size()) + "\n";
-  out += "# HELP tiergate_interactive_sessions_expired_total Sessions forgotten (idle TTL or session cap).\n"
-         "# TYPE tiergate_interactive_sessions_expired_total counter\n";
-  out += "tiergate_interactive_sessions_expired_total " + std::to_string(sessions_.expired()) + "\n";
-  out += "# HELP tiergate_time_to_first_token_seconds Request received to first token.\n"
-         "# TYPE tiergate_time_to_first_token_seconds histogram\n" +
-         ttft_.render("tiergate_time_to_first_token_seconds", "");
-  out += "# HELP tiergate_inter_token_seconds Time between successive tokens of a choice.\n"
-         "# TYPE tiergate_inter_token_seconds histogram\n" +
-         inter_token_.render("tiergate_inter_token_seconds", "");
-  out += service_.queue_wait_metrics();
-  out += service_.step_metrics();
-  out += "# HELP tiergate_tokens_generated_total Tokens generated.\n# TYPE tiergate_tokens_generated_total counter\n";
-  out += "tiergate_tokens_generated_total " + std::to_string(s.tokens_generated) + "\n";
-  if (options_.fleet) out += options_.fleet->metrics();
-  return out;
 }
 
 }  // namespace tiergate::gateway

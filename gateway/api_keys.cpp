@@ -6,10 +6,12 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "gateway/private_file.h"
 #include "qos/config_writer.h"
 
 namespace tiergate::gateway {
@@ -53,9 +55,17 @@ std::shared_ptr<const ApiKeyStore> ApiKeyStore::from_keys(std::vector<ApiKey> ke
 
 std::shared_ptr<const ApiKeyStore> ApiKeyStore::load(const std::string& path) {
   if (!std::filesystem::exists(path)) return from_keys({});
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  if (!(text << in.rdbuf())) throw ApiKeyError(path + ": cannot read");
+  return parse(text.str(), path);
+}
+
+std::shared_ptr<const ApiKeyStore> ApiKeyStore::parse(std::string_view contents, const std::string& path) {
   simdjson::dom::parser parser;
   simdjson::dom::element root;
-  if (parser.load(path).get(root) != simdjson::SUCCESS) {
+  const simdjson::padded_string padded(contents);
+  if (parser.parse(padded).get(root) != simdjson::SUCCESS) {
     throw ApiKeyError(path + ": not valid JSON (expected {\"keys\": [...]})");
   }
   simdjson::dom::array list;
@@ -71,7 +81,10 @@ std::shared_ptr<const ApiKeyStore> ApiKeyStore::load(const std::string& path) {
     if (e["sha256"].get_string().get(text) != simdjson::SUCCESS || text.size() != 64) {
       throw ApiKeyError(at + ".sha256 must be 64 hex digits");
     }
-    k.sha256 = std::string(text);
+    for (char c : text) {
+      if (!std::isxdigit(static_cast<unsigned char>(c))) throw ApiKeyError(at + ".sha256 must be 64 hex digits");
+      k.sha256 += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
     if (e["name"].get_string().get(text) == simdjson::SUCCESS) k.name = std::string(text);
     bool admin = false;
     if (e["admin"].get_bool().get(admin) == simdjson::SUCCESS) k.admin = admin;
@@ -94,7 +107,10 @@ std::shared_ptr<const ApiKeyStore> ApiKeyStore::load(const std::string& path) {
 }
 
 std::optional<ApiKey> ApiKeyStore::authenticate(std::string_view presented) const {
-  const std::string hash = sha256_hex(presented);
+  return find_by_hash(sha256_hex(presented));
+}
+
+std::optional<ApiKey> ApiKeyStore::find_by_hash(std::string_view hash) const {
   std::optional<ApiKey> found;
   // Compare against every key, in constant time each, so timing reveals nothing about which.
   for (const ApiKey& k : keys_) {
@@ -123,15 +139,11 @@ std::string ApiKeyStore::add_key(const std::string& path, const std::string& nam
     out += std::string(", \"admin\": ") + (k.admin ? "true" : "false") + "}";
   }
   out += "\n]}\n";
-  const std::filesystem::path p(path);
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!(f << out)) throw ApiKeyError(path + ": cannot write");
+  try {
+    write_private_file(path, out);
+  } catch (const std::runtime_error& e) {
+    throw ApiKeyError(e.what());
   }
-  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  std::filesystem::rename(tmp, path);
   return key;
 }
 

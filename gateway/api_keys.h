@@ -35,14 +35,18 @@ class ApiKeyStore {
  public:
   // Throws ApiKeyError naming the file and the problem. A missing file is an empty store.
   static std::shared_ptr<const ApiKeyStore> load(const std::string& path);
+  // The same from the file's text (`file` names it in messages). Throws ApiKeyError.
+  static std::shared_ptr<const ApiKeyStore> parse(std::string_view text, const std::string& file);
   static std::shared_ptr<const ApiKeyStore> from_keys(std::vector<ApiKey> keys);
 
   // The key's record, or nullopt for an unknown key.
   std::optional<ApiKey> authenticate(std::string_view presented) const;
+  // The record whose stored hash is `sha256` (lowercase hex), or nullopt (a revoked key).
+  std::optional<ApiKey> find_by_hash(std::string_view sha256) const;
   std::size_t size() const { return keys_.size(); }
 
-  // Appends a new random key to the file (created if absent) and returns it; only its hash is
-  // stored. Throws ApiKeyError.
+  // Appends a new random key to the file (created if absent, mode 0600 from the start) and returns
+  // it; only its hash is stored. Throws ApiKeyError.
   static std::string add_key(const std::string& path, const std::string& name, const std::vector<std::string>& users,
                              bool any_user, bool admin);
 

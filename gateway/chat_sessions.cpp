@@ -99,31 +99,65 @@ void ChatSessions::store_local(const Key& key, Conversation conversation, Clock:
   expire_idle(now);
   auto it = sessions_.find(key);
   if (it == sessions_.end()) {
-    // Make room first: the least recently used sessions go (lru_'s back).
-    while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
-      sessions_.erase(lru_.back());
-      lru_.pop_back();
-      ++expired_;
-    }
-    if (limits_.max_sessions == 0) return;
+    if (limits_.max_sessions == 0 || limits_.max_sessions_per_user == 0) return;
+    evict_for(key.first);
     lru_.push_front(key);
     it = sessions_.emplace(key, Entry{{}, now, lru_.begin()}).first;
+    count_user(key.first, +1);
   }
   it->second.conversation = std::move(conversation);
   touch(it->second, now);
 }
 
+void ChatSessions::evict_for(const std::string& user) {
+  // The user's own cap first: its least recently used session goes (lru_'s back is the oldest).
+  if (auto mine = per_user_.find(user); mine != per_user_.end() && mine->second >= limits_.max_sessions_per_user) {
+    const auto oldest = std::find_if(lru_.rbegin(), lru_.rend(), [&](const Key& k) { return k.first == user; });
+    remove(sessions_.find(*oldest));
+    ++expired_;
+  }
+  // Then the server's: the least recently used session among the users holding the most.
+  while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
+    const std::size_t most = users_by_count_.rbegin()->first;
+    const auto victim = std::find_if(lru_.rbegin(), lru_.rend(), [&](const Key& k) { return per_user_[k.first] == most; });
+    remove(sessions_.find(*victim));
+    ++expired_;
+  }
+}
+
 void ChatSessions::erase_local(const Key& key) {
   std::lock_guard lock(mutex_);
   const auto it = sessions_.find(key);
-  if (it == sessions_.end()) return;
+  if (it != sessions_.end()) remove(it);
+}
+
+void ChatSessions::remove(std::map<Key, Entry>::iterator it) {
+  const std::string user = it->first.first;
   lru_.erase(it->second.lru);
   sessions_.erase(it);
+  count_user(user, -1);
+}
+
+void ChatSessions::count_user(const std::string& user, int delta) {
+  std::size_t& held = per_user_[user];
+  if (held > 0 && --users_by_count_[held] == 0) users_by_count_.erase(held);
+  held = delta > 0 ? held + 1 : held - 1;
+  if (held == 0) {
+    per_user_.erase(user);
+  } else {
+    ++users_by_count_[held];
+  }
 }
 
 std::size_t ChatSessions::size() const {
   std::lock_guard lock(mutex_);
   return sessions_.size();
+}
+
+std::size_t ChatSessions::size_for(const std::string& user) const {
+  std::lock_guard lock(mutex_);
+  const auto it = per_user_.find(user);
+  return it == per_user_.end() ? 0 : it->second;
 }
 
 std::uint64_t ChatSessions::expired() const {
@@ -141,8 +175,7 @@ void ChatSessions::expire_idle(Clock::time_point now) {
   while (!lru_.empty()) {
     const auto it = sessions_.find(lru_.back());
     if (now - it->second.last_used <= limits_.idle_ttl) break;
-    sessions_.erase(it);
-    lru_.pop_back();
+    remove(it);
     ++expired_;
   }
 }

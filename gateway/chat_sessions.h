@@ -1,10 +1,13 @@
 // Conversations of /v1/chat/interactive_qos, kept server-side between turns (LMDeploy's
 // interactive_mode): (user, session_id) → the messages so far and the prompt length they make.
-// Bounded two ways, so abandoned sessions cannot grow memory without end: a session idle longer
-// than `idle_ttl` is forgotten, and past `max_sessions` the least recently used one is. Alone, in
-// memory only (a restart ends every session, as LMDeploy's engine does). With a SessionBackend (a
-// fleet: Redis, gateway/redis_session_store.*) the backend holds the sessions, with the same idle
-// TTL, so that the next turn may land on any replica; the local map is then a cache and the
+// Bounded so that abandoned sessions cannot grow memory without end and one tenant cannot push out
+// another's: a session idle longer than `idle_ttl` is forgotten; a user opening more than
+// `max_sessions_per_user` loses its own least recently used one; and past `max_sessions` in all,
+// the least recently used session of the user holding the most goes (so a user with few sessions
+// is never evicted to make room for a user with many). Alone, in memory only (a restart ends every
+// session, as LMDeploy's engine does). With a SessionBackend (a fleet: Redis,
+// gateway/redis_session_store.*) the backend holds the sessions, with the same idle TTL, so that
+// the next turn may land on any replica; the local map is then a cache, bounded as above, and the
 // fallback while the backend does not answer. A session is keyed by its user: no other user's turn
 // can reach it. Thread-safe; never throws beyond std::bad_alloc.
 #pragma once
@@ -52,6 +55,7 @@ class ChatSessions {
   struct Limits {
     std::chrono::seconds idle_ttl{1800};
     std::size_t max_sessions = 10000;
+    std::size_t max_sessions_per_user = 100;
   };
 
   explicit ChatSessions(Limits limits, std::shared_ptr<SessionBackend> shared = nullptr)
@@ -74,6 +78,7 @@ class ChatSessions {
   static std::optional<Conversation> decode(const Key& key, std::string_view value);
 
   std::size_t size() const;
+  std::size_t size_for(const std::string& user) const;
   std::uint64_t expired() const;  // sessions forgotten for idleness or the cap, since start
 
  private:
@@ -82,17 +87,23 @@ class ChatSessions {
     Clock::time_point last_used;
     std::list<Key>::iterator lru;  // position in lru_ (front = most recently used)
   };
-  // Forgets sessions idle past the TTL; caller holds mutex_.
-  void expire_idle(Clock::time_point now);
+  // Take mutex_ themselves:
   void store_local(const Key& key, Conversation conversation, Clock::time_point now);
   void erase_local(const Key& key);
+  // Callers hold mutex_.
+  void expire_idle(Clock::time_point now);  // forgets sessions idle past the TTL
   void touch(Entry& entry, Clock::time_point now);
+  void remove(std::map<Key, Entry>::iterator it);
+  void evict_for(const std::string& user);  // makes room for one new session of `user`
+  void count_user(const std::string& user, int delta);
 
   const Limits limits_;
   std::shared_ptr<SessionBackend> shared_;
   mutable std::mutex mutex_;
   std::map<Key, Entry> sessions_;
   std::list<Key> lru_;
+  std::map<std::string, std::size_t> per_user_;   // sessions held, users with at least one
+  std::map<std::size_t, std::size_t> users_by_count_;  // sessions held → how many users hold that many
   std::uint64_t expired_ = 0;
 };
 

@@ -66,16 +66,20 @@ std::string form_field(std::string_view body, std::string_view name) {
 }
 
 bool DashboardRoutes::signed_in(const HttpRequest& request) const {
-  return !request.cookie.empty() && sessions_.signed_in(request.cookie, DashboardSessions::Clock::now());
+  if (request.cookie.empty()) return false;
+  const std::optional<std::string> key_hash = sessions_.key_of(request.cookie, DashboardSessions::Clock::now());
+  if (!key_hash) return false;
+  const std::optional<ApiKey> key = keys_()->find_by_hash(*key_hash);
+  return key && key->admin;  // revoked, or no longer admin: the session is over
 }
 
 std::optional<ApiKey> DashboardRoutes::presented_key(const HttpRequest& request, bool from_form) const {
   const std::string& auth = request.authorization;
-  if (auth.rfind("Bearer ", 0) == 0 && auth.size() > 7) return keys_->authenticate(std::string_view(auth).substr(7));
+  if (auth.rfind("Bearer ", 0) == 0 && auth.size() > 7) return keys_()->authenticate(std::string_view(auth).substr(7));
   if (!from_form) return std::nullopt;
   const std::string key = form_field(request.body, "key");
   if (key.empty()) return std::nullopt;
-  return keys_->authenticate(key);
+  return keys_()->authenticate(key);
 }
 
 HttpResponse DashboardRoutes::sign_in_form(int status, const std::string& problem) const {
@@ -92,8 +96,8 @@ HttpResponse DashboardRoutes::page() {
   return r;
 }
 
-HttpResponse DashboardRoutes::open_session(const std::string& location) {
-  const std::string token = sessions_.open(DashboardSessions::Clock::now());
+HttpResponse DashboardRoutes::open_session(const ApiKey& key, const std::string& location) {
+  const std::string token = sessions_.open(DashboardSessions::Clock::now(), key.sha256);
   HttpResponse r = location.empty() ? page() : HttpResponse{303, "text/plain; charset=utf-8", "signed in\n", {}};
   if (!location.empty()) r.headers.emplace_back("Location", location);
   r.headers.emplace_back("Set-Cookie", std::string(DashboardSessions::kCookieName) + "=" + token +
@@ -118,7 +122,7 @@ HttpResponse DashboardRoutes::handle(const HttpRequest& request, const std::stri
     return sign_in_form(401, tried ? "That key is not valid." : "");
   }
   if (!key->admin) return sign_in_form(403, "That key is valid but not an admin key.");
-  return open_session(login ? "/dashboard" : "");
+  return open_session(*key, login ? "/dashboard" : "");
 }
 
 }  // namespace tiergate::gateway

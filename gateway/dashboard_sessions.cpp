@@ -6,39 +6,40 @@
 
 namespace tiergate::gateway {
 
-std::string DashboardSessions::open(Clock::time_point now) {
+std::string DashboardSessions::open(Clock::time_point now, std::string key_sha256) {
   const std::string token = random_hex(32);
   std::lock_guard lock(mutex_);
-  for (auto it = expiry_.begin(); it != expiry_.end();) {
-    it = it->second <= now ? expiry_.erase(it) : std::next(it);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    it = it->second.expiry <= now ? sessions_.erase(it) : std::next(it);
   }
-  if (expiry_.size() >= max_sessions_) {  // the session closest to its end goes first
-    expiry_.erase(std::min_element(expiry_.begin(), expiry_.end(),
-                                   [](const auto& a, const auto& b) { return a.second < b.second; }));
+  if (sessions_.size() >= max_sessions_) {  // the session closest to its end goes first
+    sessions_.erase(std::min_element(sessions_.begin(), sessions_.end(),
+                                     [](const auto& a, const auto& b) { return a.second.expiry < b.second.expiry; }));
   }
-  expiry_[sha256_hex(token)] = now + ttl_;
+  sessions_[sha256_hex(token)] = {now + ttl_, std::move(key_sha256)};
   return token;
 }
 
-bool DashboardSessions::signed_in(std::string_view cookie_header, Clock::time_point now) const {
+std::optional<std::string> DashboardSessions::key_of(std::string_view cookie_header, Clock::time_point now) const {
   const std::string token = token_in(cookie_header);
-  if (token.size() != 64) return false;
+  if (token.size() != 64) return std::nullopt;
   std::lock_guard lock(mutex_);
   // Looked up by hash: the map's comparisons reveal nothing useful about the token itself.
-  auto it = expiry_.find(sha256_hex(token));
-  return it != expiry_.end() && now < it->second;
+  auto it = sessions_.find(sha256_hex(token));
+  if (it == sessions_.end() || now >= it->second.expiry) return std::nullopt;
+  return it->second.key_sha256;
 }
 
 void DashboardSessions::close(std::string_view cookie_header) {
   const std::string token = token_in(cookie_header);
   if (token.empty()) return;
   std::lock_guard lock(mutex_);
-  expiry_.erase(sha256_hex(token));
+  sessions_.erase(sha256_hex(token));
 }
 
 std::size_t DashboardSessions::size() const {
   std::lock_guard lock(mutex_);
-  return expiry_.size();
+  return sessions_.size();
 }
 
 std::string DashboardSessions::token_in(std::string_view header) {

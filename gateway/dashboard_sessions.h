@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,10 +23,14 @@ class DashboardSessions {
   explicit DashboardSessions(std::chrono::seconds ttl = std::chrono::hours(8), std::size_t max_sessions = 256)
       : ttl_(ttl), max_sessions_(max_sessions) {}
 
-  // A fresh token (64 hex digits), valid for ttl from now.
-  std::string open(Clock::time_point now);
-  // Whether a `Cookie:` header carries a token that is open and not expired.
-  bool signed_in(std::string_view cookie_header, Clock::time_point now) const;
+  // A fresh token (64 hex digits), valid for ttl from now, opened with the key whose SHA-256 is
+  // `key_sha256` (so that its sessions can end when it is revoked).
+  std::string open(Clock::time_point now, std::string key_sha256 = "");
+  // The key hash of the open, unexpired session a `Cookie:` header carries; nullopt without one.
+  std::optional<std::string> key_of(std::string_view cookie_header, Clock::time_point now) const;
+  bool signed_in(std::string_view cookie_header, Clock::time_point now) const {
+    return key_of(cookie_header, now).has_value();
+  }
   // Ends the session the header carries, if any.
   void close(std::string_view cookie_header);
   std::chrono::seconds ttl() const { return ttl_; }
@@ -38,7 +43,11 @@ class DashboardSessions {
   const std::chrono::seconds ttl_;
   const std::size_t max_sessions_;
   mutable std::mutex mutex_;
-  std::map<std::string, Clock::time_point> expiry_;  // token hash → expiry
+  struct Session {
+    Clock::time_point expiry;
+    std::string key_sha256;
+  };
+  std::map<std::string, Session> sessions_;  // token hash → session
 };
 
 }  // namespace tiergate::gateway

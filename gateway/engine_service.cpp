@@ -5,6 +5,8 @@
 #include <limits>
 #include <thread>
 
+#include "gateway/metrics.h"
+
 namespace tiergate::gateway {
 
 // qos::AdmissionQueue as the engine's SchedulingPolicy: the engine's view of its running requests
@@ -245,7 +247,7 @@ std::string EngineService::queue_wait_metrics() const {
   std::string out =
       "# HELP tiergate_queue_wait_seconds Time admitted requests waited in the QoS queue, by group.\n"
       "# TYPE tiergate_queue_wait_seconds histogram\n";
-  for (const auto& [group, h] : queue_wait_) out += h->render("tiergate_queue_wait_seconds", "group=\"" + group + "\"");
+  for (const auto& [group, h] : queue_wait_) out += h->render("tiergate_queue_wait_seconds", render_labels({{"group", group}}));
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "gateway/histogram.h"
 
 #include <cstdio>
+#include <string>
 #include <utility>
 
 namespace tiergate::gateway {
@@ -20,21 +21,20 @@ void Histogram::observe(double seconds) {
 
 std::string Histogram::render(const std::string& name, const std::string& labels) const {
   std::lock_guard lock(mutex_);
-  const std::string sep = labels.empty() ? "" : ",";
+  // Label values (group names) can be long: the lines are built, not printed into a fixed buffer.
+  const std::string open = name + "_bucket{" + labels + (labels.empty() ? "" : ",") + "le=\"";
   std::string out;
-  char line[256];
+  char number[64];
   for (std::size_t i = 0; i < bounds_.size(); ++i) {
-    std::snprintf(line, sizeof line, "%s_bucket{%s%sle=\"%g\"} %llu\n", name.c_str(), labels.c_str(), sep.c_str(),
-                  bounds_[i], static_cast<unsigned long long>(counts_[i]));
-    out += line;
+    std::snprintf(number, sizeof number, "%g", bounds_[i]);
+    out += open + number + "\"} " + std::to_string(counts_[i]) + "\n";
   }
-  std::snprintf(line, sizeof line, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name.c_str(), labels.c_str(), sep.c_str(),
-                static_cast<unsigned long long>(count_));
-  out += line;
+  out += open + "+Inf\"} " + std::to_string(count_) + "\n";
   const std::string braces = labels.empty() ? "" : "{" + labels + "}";
-  std::snprintf(line, sizeof line, "%s_sum%s %.6f\n%s_count%s %llu\n", name.c_str(), braces.c_str(), sum_,
-                name.c_str(), braces.c_str(), static_cast<unsigned long long>(count_));
-  return out + line;
+  std::snprintf(number, sizeof number, "%.6f", sum_);
+  out += name + "_sum" + braces + " " + number + "\n";
+  out += name + "_count" + braces + " " + std::to_string(count_) + "\n";
+  return out;
 }
 
 }  // namespace tiergate::gateway

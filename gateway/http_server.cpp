@@ -1,7 +1,9 @@
 #include "gateway/http_server.h"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -10,8 +12,12 @@
 #include <boost/beast/ssl.hpp>
 #include <cstdio>
 #include <deque>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include "gateway/connection_limiter.h"
+#include "gateway/openai_protocol.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -21,136 +27,288 @@ namespace http = beast::http;
 namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 constexpr std::size_t kMaxQueuedEvents = 4096;  // a client that stops reading loses its stream
+constexpr std::size_t kWatchBytes = 4096;
+constexpr auto kLingerTime = std::chrono::seconds(2);  // after a final answer, unread input drains this long
+constexpr auto kAcceptBackoffMin = std::chrono::milliseconds(10);
+constexpr auto kAcceptBackoffMax = std::chrono::seconds(1);
+
+enum Phase : std::size_t { kHandshake, kIdle, kRead, kWrite, kPhases };
 
 struct Shared {
-  Api& api;
+  RequestHandler& handler;
   ServerOptions options;
-  std::atomic<std::size_t> connections{0};
+  ConnectionLimiter limiter;
+  net::thread_pool* workers = nullptr;  // owned by HttpServer::Impl, which outlives every session
   std::atomic<std::size_t> active_requests{0};
+  std::atomic<std::size_t> sessions{0};
   std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> refused_total{0};
+  std::atomic<std::uint64_t> refused_per_client{0};
+  std::atomic<std::uint64_t> accept_errors{0};
+  std::array<std::atomic<std::uint64_t>, kPhases> timeouts{};
+
+  Shared(RequestHandler& h, ServerOptions o)
+      : handler(h), options(std::move(o)), limiter(options.max_connections, options.max_connections_per_client) {}
 };
+
+bool is_http_parse_error(const beast::error_code& ec) {
+  return ec.category() == beast::http::make_error_code(http::error::bad_method).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message && ec != http::error::need_more;
+}
+
+std::string plain_error_response(int status, const char* reason, const std::string& message, const char* code) {
+  const std::string body = ApiError{status, message, "invalid_request_error", "", code}.to_json();
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nServer: tiergate\r\nContent-Type: application/json\r\n" +
+         "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
 
 template <class Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(Stream&& stream, Shared& shared) : stream_(std::move(stream)), shared_(shared) { ++shared_.connections; }
+  Session(Stream&& stream, Shared& shared, std::string client)
+      : stream_(std::move(stream)), shared_(shared), client_(std::move(client)), timer_(stream_.get_executor()) {
+    ++shared_.sessions;
+  }
   ~Session() {
-    --shared_.connections;
-    if (request_id_ != 0) shared_.api.cancel(request_id_);  // the client went away mid-request
+    --shared_.sessions;
+    if (in_request_) --shared_.active_requests;
+    if (request_id_ != 0) shared_.handler.cancel(request_id_);  // the client went away mid-request
+    release_slot();
   }
 
   void start() {
-    if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
-      beast::get_lowest_layer(stream_).expires_after(shared_.options.read_timeout);
-      stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
-        if (!ec) self->read();
-      });
+    if constexpr (kTls) {
+      lowest().expires_after(shared_.options.handshake_timeout);
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) { self->on_handshake(ec); });
     } else {
-      read();
+      enter_idle();
     }
   }
 
-  // --- called from any thread through the sink; each hops onto the strand ---
-  void post_respond(HttpResponse r) {
-    net::post(stream_.get_executor(), [self = this->shared_from_this(), r = std::move(r)]() mutable {
-      self->respond(std::move(r));
+  // --- called from any thread through a request's sink; each hops onto the strand and is dropped
+  // unless that request is still the one in flight (`generation`) ---
+  void post(std::uint64_t generation, std::function<void(Session&)> f) {
+    net::post(stream_.get_executor(), [self = this->shared_from_this(), generation, f = std::move(f)] {
+      if (generation == self->generation_ && self->in_request_ && !self->closed_) f(*self);
     });
-  }
-  void post_begin_stream(HttpResponse h) {
-    net::post(stream_.get_executor(), [self = this->shared_from_this(), h = std::move(h)]() mutable {
-      self->pending_headers_ = std::move(h);
-    });
-  }
-  void post_event(std::string e) {
-    net::post(stream_.get_executor(), [self = this->shared_from_this(), e = std::move(e)]() mutable {
-      self->enqueue(std::move(e), false);
-    });
-  }
-  void post_end_stream() {
-    net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->enqueue("", true); });
   }
 
  private:
-  // Holds the session alive while its request is in flight (the engine keeps the sink until the
-  // request finishes, then lets go).
   class Sink : public ResponseSink {
    public:
-    explicit Sink(std::shared_ptr<Session> s) : session_(std::move(s)) {}
-    void respond(HttpResponse r) override { session_->post_respond(std::move(r)); }
-    void begin_stream(HttpResponse h) override { session_->post_begin_stream(std::move(h)); }
-    void stream(std::string e) override { session_->post_event(std::move(e)); }
-    void end_stream() override { session_->post_end_stream(); }
+    Sink(std::shared_ptr<Session> s, std::uint64_t generation) : session_(std::move(s)), generation_(generation) {}
+    void respond(HttpResponse r) override {
+      session_->post(generation_, [r = std::move(r)](Session& s) mutable { s.respond(std::move(r)); });
+    }
+    void begin_stream(HttpResponse h) override {
+      session_->post(generation_, [h = std::move(h)](Session& s) mutable {
+        if (!s.head_sent_) s.pending_headers_ = std::move(h);
+      });
+    }
+    void stream(std::string e) override {
+      session_->post(generation_, [e = std::move(e)](Session& s) mutable { s.enqueue(std::move(e), false); });
+    }
+    void end_stream() override {
+      session_->post(generation_, [](Session& s) { s.enqueue("", true); });
+    }
 
    private:
-    std::shared_ptr<Session> session_;
+    std::shared_ptr<Session> session_;  // holds the session while its request is in flight
+    const std::uint64_t generation_;
   };
 
-  void read() {
-    if (shared_.stopping) return close();
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(shared_.options.max_header_bytes));
-    parser_->body_limit(shared_.options.max_body_bytes);
-    beast::get_lowest_layer(stream_).expires_after(shared_.options.read_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
-  }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
 
-  void on_read(beast::error_code ec) {
-    if (ec == http::error::body_limit || ec == http::error::header_limit) {
-      keep_alive_ = false;
-      ++shared_.active_requests;
-      in_request_ = true;
-      HttpResponse r;
-      r.status = 413;
-      r.body = ApiError{413, ec == http::error::body_limit ? "the request body is too large" : "the request headers are too large",
-                        "invalid_request_error", "", "request_too_large"}.to_json();
-      return respond(std::move(r));
+  void on_handshake(beast::error_code ec) {
+    if (!ec) {
+      lowest().expires_never();
+      return enter_idle();
     }
-    if (ec) return close();  // end of stream, timeout, reset: nothing to answer
-    const auto& req = parser_->get();
-    keep_alive_ = req.keep_alive();
-    version_ = req.version();
-    HttpRequest request{std::string(req.method_string()), std::string(req.target()),
-                        std::string(req[http::field::authorization]), req.body(), std::string(req[http::field::cookie])};
-    beast::get_lowest_layer(stream_).expires_never();  // generation may take a while
-    ++shared_.active_requests;
-    in_request_ = true;
-    request_id_ = shared_.api.handle(request, std::make_shared<Sink>(this->shared_from_this()));
-    watch();
+    if (ec == beast::error::timeout) ++shared_.timeouts[kHandshake];
+    // Plain HTTP sent to the TLS port: say so in plain HTTP, as nginx does, then close.
+    if (ec.category() == net::error::get_ssl_category() && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST) {
+      auto text = std::make_shared<std::string>(plain_error_response(
+          400, "Bad Request", "this port speaks HTTPS; a plain HTTP request was sent to it", "plain_http_to_https_port"));
+      lowest().expires_after(shared_.options.write_timeout);
+      net::async_write(lowest(), net::buffer(*text), [self = this->shared_from_this(), text](beast::error_code, std::size_t) {
+        self->close_after_answer();
+      });
+      return;
+    }
+    abort();
   }
 
-  // While a request is in flight, keep one read open: it notices a client that hangs up (and
-  // cancels its generation, streaming or not) and keeps any pipelined bytes for the next parse.
+  // Between requests: wait (idle_timeout at most) for the next request's first bytes.
+  void enter_idle() {
+    if (closed_) return;
+    if (shared_.stopping) return abort();
+    if (buffer_.size() > 0) return read_request();  // a pipelined request is already here
+    const std::uint64_t epoch = ++idle_epoch_;
+    timer_.expires_after(shared_.options.idle_timeout);
+    timer_.async_wait([self = this->shared_from_this(), epoch](beast::error_code ec) {
+      if (ec || self->closed_ || epoch != self->idle_epoch_) return;
+      ++self->shared_.timeouts[kIdle];
+      self->abort();
+    });
+    if (!watching_) watch();
+  }
+
+  // One read always open while idle or while a request is in flight: it notices a client that hangs
+  // up (cancelling its generation) and keeps bytes of the next request.
   void watch() {
     if (watching_ || closed_) return;
     watching_ = true;
-    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+    lowest().expires_never();  // the read side only, when a write is in flight
+    stream_.async_read_some(buffer_.prepare(kWatchBytes), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       self->on_watch(ec, n);
     });
   }
 
   void on_watch(beast::error_code ec, std::size_t n) {
     watching_ = false;
-    if (ec) {
-      if (in_request_ && request_id_ != 0) shared_.api.cancel(request_id_);
-      request_id_ = 0;
-      return close();
+    if (lingering_) {  // draining what a client sends after its final answer
+      if (ec) return abort();
+      buffer_.consume(buffer_.size());
+      return watch();
     }
+    if (ec) return abort();  // gone: abort() cancels its request
     buffer_.commit(n);
-    if (in_request_) {
-      if (buffer_.size() < shared_.options.max_header_bytes) watch();
+    if (in_request_) return;  // the next request, pipelined: parsed once this one is answered
+    ++idle_epoch_;
+    timer_.cancel();
+    read_request();
+  }
+
+  void read_request() {
+    if (closed_) return;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(shared_.options.max_header_bytes));
+    parser_->body_limit(shared_.options.max_body_bytes);
+    lowest().expires_after(shared_.options.read_timeout);  // headers and body together
+    http::async_read_header(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_header(ec);
+    });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    const auto& req = parser_->get();
+    version_ = req.version();
+    keep_alive_ = req.keep_alive();
+    if (version_ >= 11 && req.find(http::field::host) == req.end()) {
+      return reply_error(400, "an HTTP/1.1 request needs a Host header", "missing_host");
+    }
+    const auto expect = req[http::field::expect];
+    if (!expect.empty()) {
+      if (!beast::iequals(expect, "100-continue")) {
+        return reply_error(417, "only 'Expect: 100-continue' is understood", "expectation_failed");
+      }
+      if (version_ >= 11 && !parser_->is_done()) {
+        static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        lowest().expires_after(shared_.options.write_timeout);
+        net::async_write(stream_, net::buffer(kContinue), [self = this->shared_from_this()](beast::error_code wec, std::size_t) {
+          if (wec) return self->abort();
+          self->lowest().expires_after(self->shared_.options.read_timeout);
+          self->read_body();
+        });
+        return;
+      }
+    }
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done()) return on_request();
+    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->on_read_error(ec);
+      self->on_request();
+    });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::header_limit) {
+      return reply_error(431, "the request headers are too large (the limit is " +
+                                  std::to_string(shared_.options.max_header_bytes) + " bytes)",
+                         "request_header_fields_too_large");
+    }
+    if (ec == http::error::body_limit) {
+      return reply_error(413, "the request body is too large (the limit is " +
+                                  std::to_string(shared_.options.max_body_bytes) + " bytes)",
+                         "request_too_large");
+    }
+    if (ec == beast::error::timeout) ++shared_.timeouts[kRead];
+    if (is_http_parse_error(ec)) return reply_error(400, "malformed HTTP request: " + ec.message(), "bad_http_request");
+    abort();  // closed, reset, timed out, TLS failure: nothing to answer
+  }
+
+  void on_request() {
+    lowest().expires_never();
+    auto& req = parser_->get();
+    begin_request();
+    HttpRequest request{std::string(req.method_string()), std::string(req.target()),
+                        std::string(req[http::field::authorization]), std::move(req.body()),
+                        std::string(req[http::field::cookie])};
+    parser_.reset();
+    const std::uint64_t generation = generation_;
+    auto sink = std::make_shared<Sink>(this->shared_from_this(), generation);
+    if (buffer_.size() == 0) watch();  // else the client is evidently there: its next request waits in buffer_
+    if (request.body.empty() && request.method == "GET") {  // no body, bounded work: answer on the strand
+      on_handled(generation, handle_guarded(request, std::move(sink)));
       return;
     }
-    if (resume_read_) {
-      resume_read_ = false;
-      read();
+    // Parsing, templating and tokenizing a body (up to max_body_bytes) happen on the workers.
+    net::post(*shared_.workers, [self = this->shared_from_this(), generation, request = std::move(request),
+                                sink = std::move(sink)]() mutable {
+      const std::uint64_t id = self->handle_guarded(request, std::move(sink));
+      net::post(self->stream_.get_executor(), [self, generation, id] { self->on_handled(generation, id); });
+    });
+  }
+
+  std::uint64_t handle_guarded(const HttpRequest& request, std::shared_ptr<ResponseSink> sink) {
+    try {
+      return shared_.handler.handle(request, sink);
+    } catch (const std::exception& e) {  // the handler has its own boundary; this one is the last
+      std::fprintf(stderr, "tiergate: internal error on %s %s: %s\n", request.method.c_str(), request.target.c_str(), e.what());
+      sink->respond(HttpResponse{500, "application/json", ApiError{500, "internal server error", "server_error", "", ""}.to_json(), {}});
+      return 0;
     }
   }
 
+  void on_handled(std::uint64_t generation, std::uint64_t id) {
+    if (id == 0) return;
+    if (generation == generation_ && in_request_ && !closed_) {
+      request_id_ = id;
+    } else if (closed_) {
+      shared_.handler.cancel(id);  // the client left while its request was being prepared
+    }
+  }
+
+  void begin_request() {
+    ++generation_;
+    ++shared_.active_requests;
+    in_request_ = true;
+    head_sent_ = false;
+    request_id_ = 0;
+    pending_headers_.reset();
+    events_.clear();
+  }
+
+  // An error found by the transport itself; the connection closes after it.
+  void reply_error(int status, const std::string& message, const char* code) {
+    parser_.reset();
+    keep_alive_ = false;
+    begin_request();
+    respond(HttpResponse{status, "application/json", ApiError{status, message, "invalid_request_error", "", code}.to_json(), {}});
+  }
+
   void respond(HttpResponse r) {
-    if (!in_request_ || head_sent_) return;  // a late answer after the stream began: ignore
+    if (!in_request_ || head_sent_ || closed_) return;  // a late answer after the stream began: ignore
     pending_headers_.reset();
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
     res->set(http::field::server, "tiergate");
@@ -160,33 +318,35 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     res->body() = std::move(r.body);
     res->prepare_payload();
     head_sent_ = true;
-    beast::get_lowest_layer(stream_).expires_after(shared_.options.read_timeout);
+    lowest().expires_after(shared_.options.write_timeout);
     http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
-      self->finish_request(ec, !res->keep_alive());
+      if (ec) return self->on_write_error(ec);
+      self->finish_request(!res->keep_alive());
     });
   }
 
   void enqueue(std::string event, bool last) {
-    if (!in_request_) return;
-    if (events_.size() >= kMaxQueuedEvents) {  // the client is not reading: give up on it
-      shared_.api.cancel(request_id_);
-      return close();
-    }
+    if (events_.size() >= kMaxQueuedEvents) return abort();  // the client is not reading: give up on it
     events_.push_back({std::move(event), last});
     if (!writing_) write_next();
   }
 
+  // HTTP/1.1 streams are chunked; HTTP/1.0 knows no chunks, so its stream ends when the connection does.
+  bool chunked() const { return version_ >= 11; }
+
   void write_next() {
-    if (events_.empty()) return;
+    if (events_.empty() || closed_) return;
     writing_ = true;
+    lowest().expires_after(shared_.options.write_timeout);
     if (!head_sent_) {
       HttpResponse h = pending_headers_.value_or(HttpResponse{200, "text/event-stream", "", {}});
       auto res = std::make_shared<http::response<http::empty_body>>(static_cast<http::status>(h.status), version_);
       res->set(http::field::server, "tiergate");
       res->set(http::field::content_type, h.content_type);
       for (const auto& [k, v] : h.headers) res->set(k, v);
-      res->keep_alive(keep_alive_);
-      res->chunked(true);
+      res->keep_alive(keep_alive_ && chunked() && !shared_.stopping);
+      if (chunked()) res->chunked(true);
+      keep_alive_ = res->keep_alive();
       auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*res);
       head_sent_ = true;
       http::async_write_header(stream_, *serializer,
@@ -197,53 +357,100 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     Event e = std::move(events_.front());
     events_.pop_front();
+    auto done = [self = this->shared_from_this(), last = e.last](beast::error_code ec, std::size_t) {
+      if (!last) return self->on_event_written(ec);
+      self->writing_ = false;
+      if (ec) return self->on_write_error(ec);
+      self->finish_request(!self->keep_alive_);
+    };
     if (e.last) {
-      net::async_write(stream_, http::make_chunk_last(), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-        self->writing_ = false;
-        self->finish_request(ec, !self->keep_alive_);
-      });
-      return;
+      if (chunked()) return net::async_write(stream_, http::make_chunk_last(), std::move(done));
+      return net::post(stream_.get_executor(), [done = std::move(done)]() mutable { done({}, 0); });
     }
     auto data = std::make_shared<std::string>(std::move(e.data));
-    net::async_write(stream_, http::make_chunk(net::buffer(*data)),
-                     [self = this->shared_from_this(), data](beast::error_code ec, std::size_t) { self->on_event_written(ec); });
+    if (chunked()) {
+      net::async_write(stream_, http::make_chunk(net::buffer(*data)),
+                       [done = std::move(done), data](beast::error_code ec, std::size_t n) mutable { done(ec, n); });
+    } else {
+      net::async_write(stream_, net::buffer(*data),
+                       [done = std::move(done), data](beast::error_code ec, std::size_t n) mutable { done(ec, n); });
+    }
   }
 
   void on_event_written(beast::error_code ec) {
     writing_ = false;
-    if (ec) {  // the client went away mid-stream: stop generating for it
-      if (request_id_) shared_.api.cancel(request_id_);
-      request_id_ = 0;
-      return close();
-    }
+    if (ec) return on_write_error(ec);
     write_next();
   }
 
-  void finish_request(beast::error_code ec, bool close_after) {
+  void on_write_error(beast::error_code ec) {
+    if (ec == beast::error::timeout) ++shared_.timeouts[kWrite];
+    abort();  // the client went away or stopped reading: stop generating for it
+  }
+
+  void finish_request(bool close_after) {
     if (in_request_) --shared_.active_requests;
     in_request_ = false;
     request_id_ = 0;
     head_sent_ = false;
     pending_headers_.reset();
     events_.clear();
-    if (ec || close_after) return close();
-    if (watching_) {  // the watch read owns the stream's read side; it resumes parsing when done
-      resume_read_ = true;
-      return;
-    }
-    read();
+    if (close_after || shared_.stopping) return close_after_answer();
+    enter_idle();
   }
 
-  void close() {
+  // After a final answer: send FIN, then read (and drop) what the client still sends for a moment,
+  // so that unread input does not turn the close into a reset that destroys the answer in flight.
+  void close_after_answer() {
+    if (closed_) return;
     closed_ = true;
-    beast::error_code ec;
-    if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
-      beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
-    } else {
-      stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    lingering_ = true;
+    beast::error_code ignored;
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    ++idle_epoch_;
+    timer_.expires_after(kLingerTime);
+    timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec) self->abort();
+    });
+    buffer_.consume(buffer_.size());
+    if (watching_) return;
+    // The TLS layer is done with; drain raw bytes.
+    auto scratch = std::make_shared<std::array<char, kWatchBytes>>();
+    drain(std::move(scratch));
+  }
+
+  void drain(std::shared_ptr<std::array<char, kWatchBytes>> scratch) {
+    lowest().socket().async_read_some(net::buffer(*scratch), [self = this->shared_from_this(), scratch](beast::error_code ec, std::size_t) {
+      if (ec) return self->abort();
+      self->drain(scratch);
+    });
+  }
+
+  // Closes the socket now; a request in flight is cancelled.
+  void abort() {
+    if (aborted_) return;
+    aborted_ = true;
+    closed_ = true;
+    timer_.cancel();
+    if (in_request_) {
+      --shared_.active_requests;
+      in_request_ = false;
     }
-    if (in_request_) --shared_.active_requests;
-    in_request_ = false;
+    if (request_id_ != 0) {
+      shared_.handler.cancel(request_id_);
+      request_id_ = 0;
+    }
+    events_.clear();
+    beast::error_code ignored;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().close();
+    release_slot();  // the socket is gone; a request still winding down holds no connection slot
+  }
+
+  void release_slot() {
+    if (slot_released_) return;
+    slot_released_ = true;
+    shared_.limiter.release(client_);
   }
 
   struct Event {
@@ -253,51 +460,116 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   Stream stream_;
   Shared& shared_;
+  const std::string client_;
+  net::steady_timer timer_;  // the idle timeout, then the linger after a final answer
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::uint64_t generation_ = 0;  // requests begun on this connection; tags each request's sink
+  std::uint64_t idle_epoch_ = 0;
   bool keep_alive_ = true;
   unsigned version_ = 11;
   bool in_request_ = false;
   bool head_sent_ = false;
   bool writing_ = false;
   bool watching_ = false;
-  bool resume_read_ = false;
-  bool closed_ = false;
+  bool closed_ = false;     // no further request on this connection
+  bool lingering_ = false;  // closed after a final answer, draining input
+  bool aborted_ = false;    // socket closed
+  bool slot_released_ = false;
   std::optional<HttpResponse> pending_headers_;
   std::deque<Event> events_;
-  engine::RequestId request_id_ = 0;
+  std::uint64_t request_id_ = 0;
 };
+
+// The per-client key: the address; IPv6 clients by their /64, which one host usually holds whole.
+std::string client_key(const tcp::endpoint& endpoint) {
+  const net::ip::address a = endpoint.address();
+  if (a.is_v6()) {
+    const net::ip::address_v6 v6 = a.to_v6();
+    if (v6.is_v4_mapped()) return net::ip::make_address_v4(net::ip::v4_mapped, v6).to_string();
+    net::ip::address_v6::bytes_type bytes = v6.to_bytes();
+    for (std::size_t i = 8; i < bytes.size(); ++i) bytes[i] = 0;
+    return net::ip::address_v6(bytes).to_string() + "/64";
+  }
+  return a.to_string();
+}
 
 }  // namespace
 
-struct HttpServer::Impl {
-  Impl(ServerOptions options, Api& api) : shared{api, std::move(options)}, ioc(static_cast<int>(shared.options.threads)),
-                                          tls(ssl::context::tls_server), acceptor(net::make_strand(ioc)), signals(ioc) {}
+struct HttpServer::Impl : TransportStatsSource {
+  Impl(ServerOptions options, RequestHandler& handler)
+      : shared(handler, std::move(options)), ioc(static_cast<int>(shared.options.threads)),
+        tls(ssl::context::tls_server), acceptor(net::make_strand(ioc)), accept_timer(acceptor.get_executor()),
+        signals(ioc), workers(std::max<std::size_t>(1, shared.options.worker_threads)) {
+    shared.workers = &workers;
+  }
+
+  TransportStats transport_stats() const override {
+    TransportStats s;
+    s.connections = shared.limiter.open();
+    s.sessions = shared.sessions;
+    s.requests_in_flight = shared.active_requests;
+    s.refused_total_limit = shared.refused_total;
+    s.refused_per_client_limit = shared.refused_per_client;
+    s.accept_errors = shared.accept_errors;
+    s.timeouts_handshake = shared.timeouts[kHandshake];
+    s.timeouts_idle = shared.timeouts[kIdle];
+    s.timeouts_read = shared.timeouts[kRead];
+    s.timeouts_write = shared.timeouts[kWrite];
+    return s;
+  }
 
   void accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (shared.stopping) return;
       if (ec) {
-        if (!shared.stopping) accept();
+        // Out of file descriptors (or another transient failure): the pending connection stays in
+        // the backlog, so accepting again at once would spin. Back off, doubling up to a second.
+        if (shared.accept_errors++ == 0 || accept_backoff == kAcceptBackoffMin) {
+          std::fprintf(stderr, "tiergate: accept failed (%s); retrying with backoff\n", ec.message().c_str());
+        }
+        accept_timer.expires_after(accept_backoff);
+        accept_backoff = std::min<std::chrono::milliseconds>(accept_backoff * 2, kAcceptBackoffMax);
+        accept_timer.async_wait([this](beast::error_code tec) {
+          if (!tec && !shared.stopping) accept();
+        });
         return;
       }
-      if (shared.connections >= shared.options.max_connections) {
-        socket.close();  // over the cap: refuse at the door
-      } else if (shared.options.tls) {
-        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-            beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), tls), shared)
-            ->start();
-      } else {
-        std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), shared)->start();
-      }
+      accept_backoff = kAcceptBackoffMin;
+      admit(std::move(socket));
       accept();
     });
+  }
+
+  void admit(tcp::socket socket) {
+    beast::error_code ec;
+    const tcp::endpoint peer = socket.remote_endpoint(ec);
+    if (ec) return;  // already gone
+    std::string client = client_key(peer);
+    switch (shared.limiter.try_acquire(client)) {
+      case ConnectionLimiter::Admission::kServerFull:
+        ++shared.refused_total;
+        return;  // the socket closes here: refused at the door
+      case ConnectionLimiter::Admission::kClientFull:
+        ++shared.refused_per_client;
+        return;
+      case ConnectionLimiter::Admission::kAdmitted:
+        break;
+    }
+    socket.set_option(tcp::no_delay(true), ec);  // SSE events are small; do not hold them back
+    if (shared.options.tls) {
+      std::make_shared<Session<TlsStream>>(TlsStream(beast::tcp_stream(std::move(socket)), tls), shared, std::move(client))
+          ->start();
+    } else {
+      std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), shared, std::move(client))->start();
+    }
   }
 
   void wait_signals() {
     signals.async_wait([this](beast::error_code ec, int signal) {
       if (ec) return;
       if (signal == SIGHUP) {
-        shared.api.reload_qos();
+        net::post(*shared.workers, [this] { shared.handler.reload_files(); });
         return wait_signals();
       }
       std::fprintf(stderr, "tiergate: signal %d: stopping (running requests get %llds)\n", signal,
@@ -306,22 +578,23 @@ struct HttpServer::Impl {
     });
   }
 
-  // The QoS config is re-read when its file changes (polled once a second).
-  void watch_config() {
+  // Reloadable files are re-read when they change (polled once a second, read on a worker).
+  void watch_files() {
     auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::seconds(1));
     timer->async_wait([this, timer](beast::error_code ec) {
       if (ec || shared.stopping) return;
-      shared.api.reload_qos_if_changed();
-      watch_config();
+      net::post(*shared.workers, [this] { shared.handler.reload_changed_files(); });
+      watch_files();
     });
   }
 
   void begin_shutdown() {
-    shared.stopping = true;
+    if (shared.stopping.exchange(true)) return;
     beast::error_code ignored;
     acceptor.close(ignored);
+    accept_timer.cancel();
     // Waiting requests get their 503 now; running ones may finish until the deadline.
-    shared.api.stop_waiting();
+    shared.handler.begin_shutdown();
     deadline = std::chrono::steady_clock::now() + shared.options.shutdown_deadline;
     poll_drain();
   }
@@ -332,7 +605,7 @@ struct HttpServer::Impl {
       // Past the deadline the running ones are answered too (503, or a final SSE error event);
       // their sessions then get a moment to write that before the loop stops.
       running_stopped = true;
-      shared.api.stop_running();
+      shared.handler.stop_running();
       deadline = now + std::chrono::seconds(5);
     }
     if (shared.active_requests == 0 || (running_stopped && now >= deadline)) {
@@ -347,13 +620,22 @@ struct HttpServer::Impl {
   net::io_context ioc;
   ssl::context tls;
   tcp::acceptor acceptor;
+  net::steady_timer accept_timer;
+  std::chrono::milliseconds accept_backoff = kAcceptBackoffMin;
   net::signal_set signals;
   std::chrono::steady_clock::time_point deadline;
   bool running_stopped = false;
+  // Last member, so destroyed first: tasks it still holds own sessions, whose sockets need ioc.
+  net::thread_pool workers;
 };
 
-HttpServer::HttpServer(ServerOptions options, Api& api) : impl_(std::make_unique<Impl>(std::move(options), api)) {}
-HttpServer::~HttpServer() = default;
+HttpServer::HttpServer(ServerOptions options, RequestHandler& handler)
+    : impl_(std::make_unique<Impl>(std::move(options), handler)) {}
+
+HttpServer::~HttpServer() {
+  impl_->workers.stop();
+  impl_->workers.join();
+}
 
 void HttpServer::run(const std::function<void(std::uint16_t)>& on_listening) {
   Impl& s = *impl_;
@@ -361,6 +643,7 @@ void HttpServer::run(const std::function<void(std::uint16_t)>& on_listening) {
     s.tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
     SSL_CTX_set_min_proto_version(s.tls.native_handle(), TLS1_2_VERSION);
+    SSL_CTX_set_options(s.tls.native_handle(), SSL_OP_NO_RENEGOTIATION);
     beast::error_code ec;
     s.tls.use_certificate_chain_file(s.shared.options.cert_file, ec);
     if (ec) throw std::runtime_error(s.shared.options.cert_file + ": cannot load the TLS certificate: " + ec.message());
@@ -379,17 +662,21 @@ void HttpServer::run(const std::function<void(std::uint16_t)>& on_listening) {
     throw std::runtime_error("cannot listen on " + s.shared.options.host + ":" + std::to_string(s.shared.options.port) +
                              ": " + ec.message());
   }
-  s.signals.add(SIGINT);
-  s.signals.add(SIGTERM);
-  s.signals.add(SIGHUP);
-  s.wait_signals();
-  s.watch_config();
+  if (s.shared.options.handle_signals) {
+    s.signals.add(SIGINT);
+    s.signals.add(SIGTERM);
+    s.signals.add(SIGHUP);
+    s.wait_signals();
+  }
+  s.watch_files();
   s.accept();
+  s.shared.handler.set_transport(&s);
   if (on_listening) on_listening(s.acceptor.local_endpoint().port());
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < s.shared.options.threads; ++i) threads.emplace_back([&s] { s.ioc.run(); });
   s.ioc.run();
   for (std::thread& t : threads) t.join();
+  s.shared.handler.set_transport(nullptr);
 }
 
 void HttpServer::stop() {

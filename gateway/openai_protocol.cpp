@@ -49,6 +49,23 @@ std::optional<ApiError> read_number(simdjson::dom::object obj, const char* key, 
   return std::nullopt;
 }
 
+// Optional fields of a fixed type: absent or null leaves `out`; another type is a 400 naming it.
+std::optional<ApiError> read_optional_bool(simdjson::dom::object obj, const char* key, bool& out) {
+  element e;
+  if (obj[key].get(e) != simdjson::SUCCESS || e.type() == element_type::NULL_VALUE) return std::nullopt;
+  if (e.get_bool().get(out) != simdjson::SUCCESS) return bad(key, std::string("'") + key + "' must be true or false");
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_optional_string(simdjson::dom::object obj, const char* key, std::string& out) {
+  element e;
+  std::string_view text;
+  if (obj[key].get(e) != simdjson::SUCCESS || e.type() == element_type::NULL_VALUE) return std::nullopt;
+  if (e.get_string().get(text) != simdjson::SUCCESS) return bad(key, std::string("'") + key + "' must be a string");
+  out = std::string(text);
+  return std::nullopt;
+}
+
 std::optional<ApiError> read_content(element content, std::string& out) {
   std::string_view text;
   if (content.get_string().get(text) == simdjson::SUCCESS) {
@@ -91,20 +108,17 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
   GenerationRequest req;
   req.endpoint = endpoint;
   std::string_view text;
-  if (obj["model"].get_string().get(text) == simdjson::SUCCESS) req.model = std::string(text);
+  if (auto e = read_optional_string(obj, "model", req.model)) return *e;
 
   if (endpoint == Endpoint::kInteractive) {
     if (obj["prompt"].get_string().get(text) != simdjson::SUCCESS) return bad("prompt", "'prompt' must be a string");
     req.messages.push_back({"user", std::string(text)});
     element sid;
     if (obj["session_id"].get(sid) == simdjson::SUCCESS && sid.type() != element_type::NULL_VALUE) {
-      if (sid.type() != element_type::INT64 && sid.type() != element_type::UINT64) {
-        return bad("session_id", "'session_id' must be an integer (-1 for none)");
-      }
-      req.session_id = static_cast<std::int64_t>(number(sid));
+      if (sid.type() != element_type::INT64) return bad("session_id", "'session_id' must be an integer (-1 for none)");
+      req.session_id = sid.get_int64().value_unsafe();
     }
-    bool interactive = false;
-    if (obj["interactive_mode"].get_bool().get(interactive) == simdjson::SUCCESS) req.interactive_mode = interactive;
+    if (auto e = read_optional_bool(obj, "interactive_mode", req.interactive_mode)) return *e;
   } else if (endpoint == Endpoint::kChat) {
     element messages;
     if (obj["messages"].get(messages) != simdjson::SUCCESS) return bad("messages", "'messages' is required");
@@ -166,14 +180,30 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
                        FloatField{"presence_penalty", &p.presence_penalty},
                        FloatField{"frequency_penalty", &p.frequency_penalty}}) {
     if (auto e = read_number(obj, f.key, v, false, present)) return *e;
-    if (present) *f.target = static_cast<float>(v);
+    // Out of float's range is out of every parameter's range: validate() names it; the clamp
+    // keeps the conversion defined.
+    if (present) *f.target = static_cast<float>(std::clamp(v, -1e30, 1e30));
   }
   if (auto e = read_number(obj, "top_k", v, true, present)) return *e;
   if (present) p.top_k = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e9));
   if (auto e = read_number(obj, "n", v, true, present)) return *e;
   if (present) p.n = static_cast<std::int32_t>(std::clamp(v, -1.0, 1e6));
-  if (auto e = read_number(obj, "seed", v, true, present)) return *e;
-  if (present) p.seed = static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
+  // Any 64-bit seed, signed or not (negative ones wrap as two's complement); read as an integer,
+  // since a double cannot hold every 64-bit value.
+  element seed;
+  if (obj["seed"].get(seed) == simdjson::SUCCESS && seed.type() != element_type::NULL_VALUE) {
+    if (seed.type() == element_type::INT64) {
+      p.seed = static_cast<std::uint64_t>(seed.get_int64().value_unsafe());
+    } else if (seed.type() == element_type::UINT64) {
+      p.seed = seed.get_uint64().value_unsafe();
+    } else if (seed.type() == element_type::DOUBLE) {
+      const double d = seed.get_double().value_unsafe();
+      if (std::floor(d) != d || !(std::fabs(d) < 9.2e18)) return bad("seed", "'seed' must be an integer that fits in 64 bits");
+      p.seed = static_cast<std::uint64_t>(static_cast<std::int64_t>(d));
+    } else {
+      return bad("seed", "'seed' must be a number");
+    }
+  }
 
   element stop;
   if (obj["stop"].get(stop) == simdjson::SUCCESS && stop.type() != element_type::NULL_VALUE) {
@@ -195,12 +225,18 @@ std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body
     }
   }
   bool flag = false;
-  if (obj["ignore_eos"].get_bool().get(flag) == simdjson::SUCCESS) p.ignore_eos = flag;
-  if (obj["stream"].get_bool().get(flag) == simdjson::SUCCESS) req.stream = flag;
-  simdjson::dom::object stream_options;
-  if (obj["stream_options"].get_object().get(stream_options) == simdjson::SUCCESS &&
-      stream_options["include_usage"].get_bool().get(flag) == simdjson::SUCCESS) {
-    req.include_usage = flag;
+  if (auto e = read_optional_bool(obj, "ignore_eos", p.ignore_eos)) return *e;
+  if (auto e = read_optional_bool(obj, "stream", req.stream)) return *e;
+  element stream_options;
+  if (obj["stream_options"].get(stream_options) == simdjson::SUCCESS && stream_options.type() != element_type::NULL_VALUE) {
+    simdjson::dom::object options;
+    if (stream_options.get_object().get(options) != simdjson::SUCCESS) {
+      return bad("stream_options", "'stream_options' must be an object");
+    }
+    if (auto e = read_optional_bool(options, "include_usage", req.include_usage)) {
+      e->param = "stream_options";
+      return *e;
+    }
   }
   // logprobs: a boolean for chat, an integer (number of alternatives) for completions.
   element logprobs;

@@ -1,5 +1,6 @@
 #include "gateway/serve_command.h"
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -17,6 +18,7 @@
 #include "gateway/fleet_flags.h"
 #include "gateway/generate_command.h"
 #include "gateway/http_server.h"
+#include "gateway/private_file.h"
 #include "qos/config_parser.h"
 #include "qos/config_summary.h"
 
@@ -28,7 +30,10 @@ constexpr const char* kServeUsage =
     "       [--api-keys-path state/api_keys.json] [--ssl-certfile F --ssl-keyfile F] [--insecure-http]\n"
     "       [--state-dir state] [--served-model-name NAME] [--kv-cache-blocks N] [--max-num-seqs N]\n"
     "       [--max-num-batched-tokens N] [--threads N] [--http-threads N] [--stand-in-engine TOKENS]\n"
-    "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)]\n"
+    "       [--session-ttl SECONDS (1800)] [--max-sessions N (10000)] [--max-sessions-per-user N (100)]\n"
+    "       [--handshake-timeout S (10)] [--idle-timeout S (60)] [--read-timeout S (30)] [--write-timeout S (30)]\n"
+    "       [--max-connections N (4096)] [--max-connections-per-client N (256; 0 = no cap, behind a load balancer)]\n"
+    "       [--worker-threads N (2)] [--metrics-without-key] [--metrics-max-users N (100)]\n"
     "       [--device auto|cpu|cuda (auto)] [--kv-cache-memory-fraction F (0.8, CUDA)] [--cuda-graphs]\n"
     "       [--stand-in-rate TOKENS_PER_S (paces --stand-in-engine)]\n";
 
@@ -65,11 +70,14 @@ void write_self_signed_certificate(const std::string& cert_path, const std::stri
     const std::filesystem::path path(p);
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   }
-  FILE* kf = std::fopen(key_path.c_str(), "w");
-  if (!kf) throw std::runtime_error(key_path + ": cannot write");
-  PEM_write_PrivateKey(kf, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  std::fclose(kf);
-  std::filesystem::permissions(key_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  // The private key is written 0600 from the start (never world-readable, even for a moment).
+  std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>> bio(BIO_new(BIO_s_mem()));
+  if (!bio || !PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr)) {
+    throw std::runtime_error("cannot encode the TLS key");
+  }
+  char* pem = nullptr;
+  const long pem_size = BIO_get_mem_data(bio.get(), &pem);
+  write_private_file(key_path, std::string_view(pem, static_cast<std::size_t>(pem_size)));
   FILE* cf = std::fopen(cert_path.c_str(), "w");
   if (!cf) throw std::runtime_error(cert_path + ": cannot write");
   PEM_write_X509(cf, cert.get());
@@ -82,9 +90,11 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
         "--host", "--port", "--qos-config-path", "--api-keys-path", "--ssl-certfile", "--ssl-keyfile",
         "--state-dir", "--served-model-name", "--kv-cache-blocks", "--max-num-seqs", "--max-num-batched-tokens",
         "--threads", "--http-threads", "--model", "--stand-in-engine", "--stand-in-rate", "--session-ttl",
-        "--max-sessions", "--device", "--kv-cache-memory-fraction"};
+        "--max-sessions", "--max-sessions-per-user", "--device", "--kv-cache-memory-fraction",
+        "--handshake-timeout", "--idle-timeout", "--read-timeout", "--write-timeout", "--max-connections",
+        "--max-connections-per-client", "--worker-threads", "--metrics-max-users"};
     with_value.insert(kFleetFlags.begin(), kFleetFlags.end());
-    const CliArgs a(args, with_value, {"--insecure-http", "--cuda-graphs"});
+    const CliArgs a(args, with_value, {"--insecure-http", "--cuda-graphs", "--metrics-without-key"});
     const std::string model_path = !a.positional().empty() ? a.positional()[0] : a.get("--model", default_model_path());
     const std::string state_dir = a.get("--state-dir", "state");
     const std::string qos_path = a.get("--qos-config-path", "config/qos_config.json");
@@ -104,6 +114,18 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     options.port = static_cast<std::uint16_t>(port_flag);
     options.tls = !a.has("--insecure-http");
     options.threads = a.count("--http-threads", 2);
+    options.worker_threads = a.count("--worker-threads", 2);
+    options.max_connections = a.count("--max-connections", 4096);
+    options.max_connections_per_client = a.count("--max-connections-per-client", 256);
+    auto seconds = [&](const char* flag, double fallback) {
+      const double v = a.number(flag, fallback);
+      if (!(v > 0) || v > 86400) throw CliError(std::string(flag) + " must be a number of seconds in (0, 86400]");
+      return std::chrono::milliseconds(static_cast<std::int64_t>(v * 1000));
+    };
+    options.handshake_timeout = seconds("--handshake-timeout", 10);
+    options.idle_timeout = seconds("--idle-timeout", 60);
+    options.read_timeout = seconds("--read-timeout", 30);
+    options.write_timeout = seconds("--write-timeout", 30);
     if (options.tls) {
       options.cert_file = a.get("--ssl-certfile", state_dir + "/tls/cert.pem");
       options.key_file = a.get("--ssl-keyfile", state_dir + "/tls/key.pem");
@@ -112,7 +134,9 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
         err << "tiergate: created a self-signed development certificate " << options.cert_file
             << " (pass --ssl-certfile/--ssl-keyfile for a real one)\n";
       }
+      if (auto warning = readable_by_others_warning(options.key_file, "TLS private key")) err << *warning << "\n";
     }
+    if (auto warning = readable_by_others_warning(keys_path, "API keys")) err << *warning << "\n";
     const auto model = engine::Model::load(model_path);
     engine::EngineConfig config;
     config.threads = a.count("--threads", 0);
@@ -145,6 +169,14 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     api_options.sessions.max_sessions = a.count("--max-sessions", 10000);
     api_options.fleet = fleet.sync.get();
     api_options.shared_sessions = fleet.sessions;
+    api_options.sessions.max_sessions_per_user = a.count("--max-sessions-per-user", 100);
+    api_options.api_keys_path = keys_path;
+    api_options.metrics_without_key = a.has("--metrics-without-key");
+    api_options.metrics_max_users = a.count("--metrics-max-users", 100);
+    if (api_options.metrics_without_key) {
+      err << "tiergate: --metrics-without-key: /metrics answers without a key (server and group figures; per-user "
+             "series still need an admin key)\n";
+    }
     Api api(service, keys, api_options);
     HttpServer server(options, api);
     err << qos::summarize(*qos_config);

@@ -13,6 +13,8 @@ case "${1:-build}" in
       cmake ninja-build ccache g++ pkg-config
       libboost1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
       librapidcheck-dev libgtest-dev
+      prometheus  # promtool, which checks /metrics' exposition in the integration tests
+      clang-16 libclang-rt-16-dev  # sanitizer and libFuzzer builds (clang 14 lacks C++20 binding captures)
       # The AArch64 build of the kernel and engine tests, run under qemu-user (tools/aarch64_tests.sh).
       g++-aarch64-linux-gnu qemu-user libgtest-dev:arm64 librapidcheck-dev:arm64
       libsimdjson14:arm64  # the arm64 runtime only: libsimdjson-dev is not co-installable across architectures

@@ -71,6 +71,28 @@ TG_MODEL_PROP(TokenizerProperty, DecodeInvertsEncodeOnAnyBytes) {
   RC_ASSERT(tok.decode(tok.encode(text, false)) == representable);
 }
 
+// Without parse_special no control token comes out, whatever fragments of special tokens the text
+// holds; with only markup ranges trusted, only specials inside them do.
+TG_MODEL_PROP(TokenizerProperty, PlainTextNeverYieldsAControlToken) {
+  const Tokenizer& tok = model.tokenizer();
+  const auto pieces = *rc::gen::container<std::vector<std::string>>(rc::gen::oneOf(
+      rc::gen::container<std::string>(rc::gen::element<char>('<', '|', '>', '_', 'i', 'm', 's', 't', 'a', 'r', ' ')),
+      rc::gen::element<std::string>("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_", "start|>", "<repo_name>")));
+  std::string text;
+  std::vector<TextRange> markup;
+  for (const std::string& p : pieces) {
+    const auto id = tok.find(p);
+    if (id && tok.token_type(*id) == TokenType::kControl && *rc::gen::arbitrary<bool>()) {
+      markup.push_back({text.size(), text.size() + p.size()});
+    }
+    text += p;
+  }
+  for (TokenId t : tok.encode(text, false)) RC_ASSERT(tok.token_type(t) != TokenType::kControl);
+  std::size_t controls = 0;
+  for (TokenId t : tok.encode_templated(text, markup)) controls += tok.token_type(t) == TokenType::kControl;
+  RC_ASSERT(controls == markup.size());  // each trusted range is one control token
+}
+
 TG_MODEL_PROP(TokenizerProperty, StreamingNeverSplitsACharacter) {
   const auto text = *rc::gen::element<std::string>("héllo wörld", "日本語のテキスト", "emoji 👨‍👩‍👧 🇫🇷 done",
                                                    "mixed 中文 and ascii", "κόσμε");

@@ -71,9 +71,6 @@ TEST(ChatSessions, ACapOfZeroKeepsNothing) {
   EXPECT_FALSE(sessions.find({"a", 1}));
 }
 
-// Against a plain model (a map with last-use times; eviction picks the oldest last use): any
-// sequence of stores, finds, erases and clock advances gives the same answers, the store never
-// holds more than the cap, and nothing idle past the TTL is ever returned.
 // A shared backend in memory, as Redis would hold it for the fleet's replicas.
 struct FakeBackend : SessionBackend {
   std::map<std::string, std::string> values;
@@ -140,10 +137,42 @@ TEST(ChatSessions, WithoutABackendDoneRunsAtOnce) {
   EXPECT_EQ(calls, 2);
 }
 
+// Issue 11, hole 9: one tenant opening session after session must not push out the others'.
+TEST(ChatSessions, ATenantOpeningManySessionsEvictsOnlyItsOwn) {
+  ChatSessions sessions({.idle_ttl = 3600s, .max_sessions = 10});
+  const auto t0 = Clock::now();
+  sessions.store({"bob", 1}, turn("mine", 3), t0);
+  sessions.store({"carol", 1}, turn("mine too", 4), t0);
+  for (int i = 0; i < 1000; ++i) sessions.store({"mallory", i}, turn("spam", 1), t0 + 1s + std::chrono::milliseconds(i));
+  EXPECT_TRUE(sessions.find({"bob", 1}, t0 + 10s));
+  EXPECT_TRUE(sessions.find({"carol", 1}, t0 + 10s));
+  EXPECT_EQ(sessions.size(), 10u);
+  EXPECT_TRUE(sessions.find({"mallory", 999}, t0 + 10s));  // its newest survive, its oldest went
+  EXPECT_FALSE(sessions.find({"mallory", 0}, t0 + 10s));
+}
+
+TEST(ChatSessions, APerUserCapKeepsEachUsersNewestSessions) {
+  ChatSessions sessions({.idle_ttl = 3600s, .max_sessions = 100, .max_sessions_per_user = 3});
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 5; ++i) sessions.store({"alice", i}, turn("t", 1), t0 + std::chrono::seconds(i));
+  sessions.store({"bob", 0}, turn("t", 1), t0 + 10s);
+  EXPECT_EQ(sessions.size_for("alice"), 3u);
+  EXPECT_EQ(sessions.size_for("bob"), 1u);
+  EXPECT_FALSE(sessions.find({"alice", 1}, t0 + 11s));
+  EXPECT_TRUE(sessions.find({"alice", 2}, t0 + 11s));
+  EXPECT_TRUE(sessions.find({"alice", 4}, t0 + 11s));
+  EXPECT_EQ(sessions.expired(), 2u);
+}
+
+// Against a plain model (a map with last-use times; past a user's cap its oldest session goes,
+// past the total cap the oldest session of a user holding the most): any sequence of stores,
+// finds, erases and clock advances gives the same answers, the store never holds more than either
+// cap, and nothing idle past the TTL is ever returned.
 RC_GTEST_PROP(ChatSessions, BehavesLikeAnLruMapWithIdleExpiry, ()) {
   const auto ttl = std::chrono::seconds(*rc::gen::inRange(1, 50));
   const auto cap = static_cast<std::size_t>(*rc::gen::inRange(1, 6));
-  ChatSessions sessions({.idle_ttl = ttl, .max_sessions = cap});
+  const auto user_cap = static_cast<std::size_t>(*rc::gen::inRange(1, 5));
+  ChatSessions sessions({.idle_ttl = ttl, .max_sessions = cap, .max_sessions_per_user = user_cap});
   struct ModelEntry {
     std::size_t tokens;
     Clock::time_point last_used;
@@ -166,10 +195,22 @@ RC_GTEST_PROP(ChatSessions, BehavesLikeAnLruMapWithIdleExpiry, ()) {
       const auto tokens = static_cast<std::size_t>(*rc::gen::inRange(0, 1000));
       sessions.store(key, turn("t", tokens), now);
       if (!model.count(key)) {
+        auto held = [&](const std::string& user) {
+          return static_cast<std::size_t>(std::count_if(model.begin(), model.end(),
+                                                        [&](const auto& kv) { return kv.first.first == user; }));
+        };
+        auto evict_oldest = [&](auto eligible) {
+          auto victim = model.end();
+          for (auto it = model.begin(); it != model.end(); ++it) {
+            if (eligible(it->first) && (victim == model.end() || it->second.order < victim->second.order)) victim = it;
+          }
+          model.erase(victim);
+        };
+        if (held(key.first) >= user_cap) evict_oldest([&](const auto& k) { return k.first == key.first; });
         while (model.size() >= cap) {
-          model.erase(std::min_element(model.begin(), model.end(), [](const auto& x, const auto& y) {
-                        return x.second.order < y.second.order;
-                      })->first);
+          std::size_t most = 0;
+          for (const auto& kv : model) most = std::max(most, held(kv.first.first));
+          evict_oldest([&](const auto& k) { return held(k.first) == most; });
         }
       }
       model[key] = {tokens, now, ++order};
@@ -187,6 +228,8 @@ RC_GTEST_PROP(ChatSessions, BehavesLikeAnLruMapWithIdleExpiry, ()) {
       model.erase(key);
     }
     RC_ASSERT(sessions.size() <= cap);
+    if (op != 2) RC_ASSERT(sessions.size() == model.size());  // find and store expire idle sessions first
+    for (char u = 'a'; u < 'e'; ++u) RC_ASSERT(sessions.size_for(std::string(1, u)) <= user_cap);
   }
 }
 

@@ -85,6 +85,30 @@ TEST(DashboardRoutes, AnAdminBearerKeyOpensThePageAndASession) {
   EXPECT_NE(header(r, "Set-Cookie").find("tiergate_dashboard="), std::string::npos);
 }
 
+// Issue 11, hole 10: keys reload while serving, so revoking an admin key (or its admin mark) must
+// end the dashboard sessions it opened, not leave them open for their eight hours.
+TEST(DashboardRoutes, RevokingTheKeyEndsItsSessions) {
+  const auto both = ApiKeyStore::from_keys({{"admin", sha256_hex(kAdminKey), true, {}, true},
+                                           {"ops", sha256_hex("tg-ops-key"), true, {}, true}});
+  std::shared_ptr<const ApiKeyStore> in_force = both;
+  DashboardRoutes d([&] { return in_force; });
+  auto sign_in = [&](const std::string& key) {
+    const HttpResponse login = d.handle({"POST", "/dashboard/login", "", "key=" + key, ""}, "/dashboard/login");
+    EXPECT_EQ(login.status, 303);
+    const std::string set_cookie = header(login, "Set-Cookie");
+    return set_cookie.substr(0, set_cookie.find(';'));
+  };
+  const std::string admin_cookie = sign_in(kAdminKey);
+  const std::string ops_cookie = sign_in("tg-ops-key");
+  EXPECT_TRUE(d.signed_in(get("", admin_cookie)));
+  in_force = ApiKeyStore::from_keys({{"ops", sha256_hex("tg-ops-key"), true, {}, true}});  // admin revoked
+  EXPECT_FALSE(d.signed_in(get("", admin_cookie)));
+  EXPECT_EQ(d.handle(get("", admin_cookie), "/dashboard").status, 401);
+  EXPECT_TRUE(d.signed_in(get("", ops_cookie)));  // the other key's session goes on
+  in_force = ApiKeyStore::from_keys({{"ops", sha256_hex("tg-ops-key"), true, {}, false}});  // no longer admin
+  EXPECT_FALSE(d.signed_in(get("", ops_cookie)));
+}
+
 TEST(FormField, DecodesOneFieldOfAUrlEncodedBody) {
   EXPECT_EQ(form_field("a=1&key=tg-ab%2Fc+d&z=2", "key"), "tg-ab/c d");
   EXPECT_EQ(form_field("keys=1&key=", "key"), "");

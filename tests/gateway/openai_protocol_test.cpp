@@ -59,6 +59,38 @@ TEST(OpenAiProtocol, AcceptsLmdeployQosBodies) {
   EXPECT_TRUE(g.params.stop.empty());
 }
 
+// Issue 11, hole 9: a session's turn has one answer; n > 1 there used to finish the response at the
+// first choice and let the next choices answer the connection's next request. LMDeploy's
+// interactive body has no n, so the route refuses the field by name, whatever its value.
+TEST(OpenAiProtocol, InteractiveTurnsTakeNoN) {
+  EXPECT_EQ(error_param(R"({"prompt": "hi", "session_id": 1, "n": 2})", Endpoint::kInteractive, true), "n");
+  EXPECT_EQ(error_param(R"({"prompt": "hi", "session_id": 1, "n": 1})", Endpoint::kInteractive, true), "n");
+  EXPECT_EQ(error_param(R"({"prompt": "hi", "session_id": 1})", Endpoint::kInteractive, true), "<ok>");
+}
+
+// Issue 11's hostile table: wrong types are refused, never silently ignored; numbers out of range
+// are refused without an undefined conversion.
+TEST(OpenAiProtocol, WrongTypesAndHugeNumbersNameTheParameter) {
+  const std::string m = R"("messages": [{"role": "user", "content": "x"}])";
+  EXPECT_EQ(error_param("{" + m + R"(, "stream": "yes"})"), "stream");
+  EXPECT_EQ(error_param("{" + m + R"(, "ignore_eos": 1})"), "ignore_eos");
+  EXPECT_EQ(error_param("{" + m + R"(, "model": 7})"), "model");
+  EXPECT_EQ(error_param("{" + m + R"(, "stream_options": [1]})"), "stream_options");
+  EXPECT_EQ(error_param("{" + m + R"(, "stream_options": {"include_usage": "y"}})"), "stream_options");
+  EXPECT_EQ(error_param("{" + m + R"(, "seed": 1e30})"), "seed");
+  EXPECT_EQ(error_param("{" + m + R"(, "seed": 2.5})"), "seed");
+  EXPECT_EQ(error_param("{" + m + R"(, "temperature": 1e300})"), "<ok>");  // clamped here, refused by validate()
+  EXPECT_EQ(error_param(R"({"prompt": "x", "session_id": 18446744073709551615})", Endpoint::kInteractive, true),
+            "session_id");
+  auto seed_of = [&](const std::string& v) {
+    auto r = parse_generation("{" + m + R"(, "seed": )" + v + "}", Endpoint::kChat, false);
+    return *std::get<GenerationRequest>(r).params.seed;
+  };
+  EXPECT_EQ(seed_of("18446744073709551615"), 18446744073709551615ull);
+  EXPECT_EQ(seed_of("-1"), 18446744073709551615ull);
+  EXPECT_EQ(seed_of("7.0"), 7u);
+}
+
 TEST(OpenAiProtocol, ErrorsNameTheParameter) {
   EXPECT_EQ(error_param("{"), "<none>");
   EXPECT_EQ(error_param("[]"), "<none>");

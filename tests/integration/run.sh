@@ -4,6 +4,7 @@
 # (default: the one tools/fetch_model.sh fetches). Without the model this run is reported as
 # skipped (ctest matches "integration: SKIPPED"), or fails where the model is required: CI=true,
 # or TIERGATE_REQUIRE_MODEL=1 as tools/test.sh sets.
+#   run.sh path/to/tiergate [pytest arguments; default: every test under tests/integration]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python="$root/.venv/bin/python"

@@ -178,7 +178,7 @@ def test_models_list(server):
 
 def test_health_and_metrics(server):
     assert curl(server, "/health") == (200, '{"status": "ok"}')
-    status, text = curl(server, "/metrics")
+    status, text = curl(server, "/metrics", key="admin")
     assert status == 200 and "tiergate_requests_total" in text and 'tiergate_kv_blocks{state="active"}' in text
     # The generations of the earlier tests show up in the latency histograms.
     assert int(re.search(r"tiergate_time_to_first_token_seconds_count (\d+)", text).group(1)) > 0
@@ -275,7 +275,7 @@ def poll(condition, seconds=5.0):
 
 
 def engine_metrics(server):
-    text = curl(server, "/metrics")[1]
+    text = curl(server, "/metrics", key="admin")[1]
     return {"active_blocks": int(re.search(r'^tiergate_kv_blocks\{state="active"\} (\d+)$', text, re.M).group(1)),
             "running": sum(int(v) for v in re.findall(r'^tiergate_running\{group="[^"]*"\} (\d+)$', text, re.M)),
             "generated": int(re.search(r"^tiergate_tokens_generated_total (\d+)$", text, re.M).group(1))}
@@ -321,7 +321,7 @@ def test_disconnect_while_waiting_for_a_whole_response_cancels_it(server):
     body = {"prompt": "Once upon a time", "max_tokens": 3000, "ignore_eos": True}
     proc = long_generation(server, "/v1/completions", body)
     assert_cancelled_and_freed(server, proc)
-    assert curl(server, "/metrics")[0] == 200
+    assert curl(server, "/metrics", key="admin")[0] == 200
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(server):
@@ -355,7 +355,7 @@ def test_interactive_qos_keeps_the_session_history(server):
 
 
 def metric(server, name):
-    _, text = curl(server, "/metrics")
+    _, text = curl(server, "/metrics", key="admin")
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
     assert len(values) == 1, f"{name} not in /metrics"
     return values[0]
