@@ -15,9 +15,9 @@
 #include <regex>
 
 #include "engine/grammar.h"
+#include "engine/json_schema_pattern.h"
 #include "engine/unicode.h"
 #include "kernels/sampling.h"
-#include "qos/config_writer.h"
 #include "tests/engine/model_fixture.h"
 
 namespace tiergate::engine {
@@ -174,8 +174,6 @@ class SchemaValidator {
 
 // ---- random schemas of the supported subset ----
 
-using qos::json_string;
-
 rc::Gen<std::string> scalar_schema() {
   return rc::gen::oneOf(
       rc::gen::element<std::string>(
@@ -206,8 +204,8 @@ rc::Gen<std::string> random_schema(int depth) {
         std::size_t i = 0;
         for (const auto& [name, schema] : props) {
           if (!seen.insert(name).second || seen.size() > 5) continue;
-          properties += (properties.empty() ? "" : ", ") + json_string(name) + ": " + schema;
-          if ((bits >> (i++ % 32)) & 1u) required += (required.empty() ? "" : ", ") + json_string(name);
+          properties += (properties.empty() ? "" : ", ") + json_quote(name) + ": " + schema;
+          if ((bits >> (i++ % 32)) & 1u) required += (required.empty() ? "" : ", ") + json_quote(name);
         }
         return "{\"type\": \"object\", \"properties\": {" + properties + "}, \"required\": [" + required + "]" +
                (closed ? ", \"additionalProperties\": false" : "") + "}";
