@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Configures and builds one preset (release by default; `debug` = ASan + UBSan).
+# Configures and builds one preset (release by default; `debug` = ASan + UBSan with GCC;
+# `sanitize` = clang ASan + UBSan + libFuzzer; `tsan` = clang ThreadSanitizer).
+#   bash tools/build.sh [preset] [target ...]    (no targets: everything)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
+shift || true
 bash tools/bootstrap.sh
 [ -f "build/$preset/build.ninja" ] || cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" -- -j"$(nproc)"
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build --preset "$preset" "${targets[@]}" -- -j"$(nproc)"

@@ -63,11 +63,14 @@ class Client:
             try:
                 self.conn.send_request(method, path, body=data, key=self.key)
                 if leave_after_first_event:
-                    _, status, _ = self.conn.read_head()
+                    _, status, headers = self.conn.read_head()
+                    answer = b""
                     if status == 200:
                         self.conn.read_until(b"\r\n")  # the first chunk's size line: the stream has begun
+                    elif "content-length" in headers:  # refused before it streamed: read why (a designed 503?)
+                        answer = self.conn.read_exact(int(headers["content-length"]))
                     self.close()
-                    return status, b""
+                    return status, answer
                 status, headers, answer = self.conn.read_response()
             except (EOFError, OSError, ssl.SSLError):
                 self.close()  # a kept-alive connection the server had closed: once more on a new one
@@ -82,6 +85,9 @@ class Client:
 
 USERS = ["user_id0", "user_id1", "user_id2", "user_id3", "user_id4", "user_id5", "user_id6"] + \
         [f"soak-unknown-{i}" for i in range(20)]
+
+
+UNDESIGNED = []  # what each 5xx other than the designed 503 was (list.append is atomic)
 
 
 def one_request(client, rng, worker, counts, designed):
@@ -116,6 +122,8 @@ def one_request(client, rng, worker, counts, designed):
     counts[status] += 1
     if status == 503 and b"queue_timeout" in body:
         designed[503] += 1
+    elif status >= 500:
+        UNDESIGNED.append(f"{kind} for {user}: {status} {body[:300]!r}")
 
 
 def main():
@@ -198,6 +206,8 @@ def main():
           f"({generated / elapsed:.0f}/s); client-side errors {dict(errors) or 0}")
     print("statuses " + ", ".join(f"{s}: {n}" for s, n in sorted(counts.items())) +
           f"; designed 503 (queue_timeout) {designed[503]}; other 5xx {five_xx}")
+    for line in UNDESIGNED[:5]:
+        print(f"  undesigned: {line}")
     print(f"RSS KiB: quiet start {quiet_rss}, after warm-up {base_rss}, min {min_rss}, max {max_rss} "
           f"({100 * (max_rss - base_rss) / base_rss:+.1f}%), end {end_rss}")
     print(f"fds: quiet start {quiet_fds}, max under load {max(s[2] for s in samples)}, quiet end {end_fds}")

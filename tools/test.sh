@@ -1,21 +1,55 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what is missing, builds, runs ctest.
-#   bash tools/test.sh            release build (what CI runs)
-#   bash tools/test.sh debug      AddressSanitizer + UndefinedBehaviorSanitizer build
-# Extra arguments go to ctest (e.g. -R Admission, -L gpu).
+#   bash tools/test.sh            release build: every test
+#   bash tools/test.sh ci         what CI runs (.ci/run): the sanitizer jobs below, then release
+#   bash tools/test.sh sanitize   clang ASan + UBSan, and each libFuzzer target for a bounded number
+#                                 of iterations; the tests a model-heavy run would take tens of
+#                                 minutes for are left out (CMakePresets.json lists them)
+#   bash tools/test.sh tsan       clang ThreadSanitizer: the threaded gateway and engine-service tests,
+#                                 and the hardening integration tests against the real server
+#   bash tools/test.sh debug      GCC AddressSanitizer + UndefinedBehaviorSanitizer, every test
+# Extra arguments go to ctest (e.g. -R Admission, -L gpu). A sanitizer report fails its test
+# (-fno-sanitize-recover; LeakSanitizer and TSan make the process exit non-zero).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="release"
-if [ "${1:-}" = "release" ] || [ "${1:-}" = "debug" ]; then preset="$1"; shift; fi
-bash tools/build.sh "$preset"
+case "${1:-}" in
+  release | debug | sanitize | tsan | ci) preset="$1"; shift ;;
+esac
+
+if [ "$preset" = ci ]; then
+  # Each job's summary is printed again at the end, release's last (CI reads the log's tail).
+  status=0
+  summaries=()
+  for job in sanitize tsan release; do
+    start=$SECONDS
+    bash "$0" "$job" "$@" || status=1
+    summaries+=("tiergate: $job job: $(tail -1 "build/$job/summary.txt" 2>/dev/null || echo 'no summary'); $((SECONDS - start)) s")
+  done
+  printf '%s\n' "${summaries[@]}"
+  exit "$status"
+fi
+
+# Sanitizer jobs build only what they run: the libraries, these test binaries and the server.
+targets=()
+case "$preset" in
+  sanitize) targets=(qos_tests qos_fairness_tests gateway_tests gateway_server_tests engine_tests kernels_tests tiergate
+                     qos_config_fuzz api_keys_fuzz request_body_fuzz tokenizer_fuzz gguf_fuzz http_request_fuzz) ;;
+  tsan) targets=(qos_tests gateway_tests gateway_server_tests tiergate) ;;
+esac
+bash tools/build.sh "$preset" "${targets[@]}"
 bash tools/fetch_model.sh >/dev/null  # the engine tests run the default GGUF
 bash tools/python_env.sh              # the integration tests' client: the official openai package
-bash tools/bootstrap.sh browser      # headless chromium for the dashboard's browser test
+if [ "$preset" = release ] || [ "$preset" = debug ]; then
+  bash tools/bootstrap.sh browser    # headless chromium for the dashboard's browser test
+fi
 export TIERGATE_REQUIRE_MODEL=1       # a missing model (e.g. a wrong TIERGATE_MODEL) fails the run, not skips it
 # ctest's own closing lines end with the list of skipped GPU tests where no GPU is usable; its
 # summary line is repeated last so that it is what a reader of the log's tail sees.
 status=0
 ctest --preset "$preset" -j"$(nproc)" "$@" 2>&1 | tee "build/$preset/ctest.log" || status=$?
 summary=$(grep -E '[0-9]+% tests passed' "build/$preset/ctest.log" | tail -1 || true)
-echo "tiergate: ${summary:-ctest printed no summary}; $(grep -c '(Skipped)' "build/$preset/ctest.log" || true) skipped (GPU tests where no GPU is usable)"
+line="${summary:-ctest printed no summary}; $(grep -c '(Skipped)' "build/$preset/ctest.log" || true) skipped (GPU tests where no GPU is usable)"
+echo "$line" >"build/$preset/summary.txt"
+echo "tiergate: $line"
 exit "$status"

@@ -4,6 +4,9 @@
 #include <fstream>
 #include <stdexcept>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -32,6 +35,15 @@ Choice choose() {
   }
   return {best, false};
 }
+
+#if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports has no "f16c" feature name
+// (GCC's does), and the sanitizer and fuzz builds use clang.
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+#endif
 
 const Choice& choice() {
   static const Choice c = choose();
@@ -67,7 +79,7 @@ bool cpu_supports(CpuIsa isa) {
 #if defined(__x86_64__)
     // libgcc's checks include the OS's XSAVE state for the wider registers.
     case CpuIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case CpuIsa::kAvx512:
       return cpu_supports(CpuIsa::kAvx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&

@@ -1,6 +1,6 @@
 // gateway/http_server.*: the transport with a handler of the test's own (no engine, no model),
 // over plain HTTP on loopback, spoken to with blocking POSIX sockets. Threaded: the server runs on
-// its own threads; TSan runs this binary (tools/sanitize.sh).
+// its own threads; TSan runs this binary (`tools/test.sh tsan`).
 #include "gateway/http_server.h"
 
 #include <arpa/inet.h>

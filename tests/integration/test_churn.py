@@ -13,7 +13,8 @@ import pytest
 
 from tg_http import Server, metric_samples, metric_value, require_model, wait_for
 
-# Under the sanitizers (tools/sanitize.sh) the engine is several times slower: a quarter of the rounds.
+# A fraction of the rounds, for a run by hand under a sanitizer (the engine is several times slower
+# there; the ASan job of tools/test.sh leaves this module out).
 SCALE = float(os.environ.get("TIERGATE_CHURN_SCALE", "1"))
 
 
