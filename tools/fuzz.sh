@@ -27,7 +27,9 @@ for t in "${targets[@]}"; do
   [ -f "$dict" ] && args+=(-dict="$dict")
   log="$out/$t.log"
   status=0
-  "build/sanitize/tests/fuzz/$t" "${args[@]}" "$out/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1 || status=$?
+  seeds="tests/fuzz/corpus/$t"
+  [ -d "$seeds" ] || seeds="build/sanitize/tests/fuzz/corpus/$t"  # generated seeds (the GGUF one)
+  "build/sanitize/tests/fuzz/$t" "${args[@]}" "$out/corpus/$t" "$seeds" >"$log" 2>&1 || status=$?
   runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo "?")

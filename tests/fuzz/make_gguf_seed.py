@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Writes corpus/gguf_fuzz/tiny_llama.gguf: a complete (tiny, random-weight) Llama GGUF with a
-byte-level BPE tokenizer, so that the fuzzer starts from a file that passes every check and
-mutates from there. Deterministic; rerun after changing it."""
+"""Writes a complete (tiny, random-weight) Llama GGUF with a byte-level BPE tokenizer, so that the
+fuzzer starts from a file that passes every check and mutates from there. Deterministic. The build
+writes it to <build>/tests/fuzz/corpus/gguf_fuzz/tiny_llama.gguf (git keeps no .gguf file):
+  make_gguf_seed.py [OUTPUT]   (default: corpus/gguf_fuzz/tiny_llama.gguf beside this script)"""
 import struct
+import sys
 from pathlib import Path
 
 
@@ -78,7 +80,7 @@ def main():
         data += b"\0" * (-len(data) % 32)
     head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta) + infos
     head += b"\0" * (-len(head) % 32)
-    out = Path(__file__).resolve().parent / "corpus/gguf_fuzz/tiny_llama.gguf"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "corpus/gguf_fuzz/tiny_llama.gguf"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(head + data)
     print(f"{out}: {len(head) + len(data)} bytes")
