@@ -17,11 +17,22 @@ namespace kc = kernels::cpu;
 
 CpuExecutor::CpuExecutor(const Model& model, KvCache& cache, std::size_t threads)
     : model_(model), cache_(cache), pool_(threads) {
-  kc::active_kernels();  // decides the ISA level now: a bad TIERGATE_CPU_ISA fails at start-up
+  const kc::IsaKernels& isa = kc::active_kernels();  // decides the ISA level now: a bad TIERGATE_CPU_ISA fails at start-up
+  auto pack = [&](const Weight& w) {
+    if (packed_.count(w.data)) return;
+    std::vector<std::byte> packed = kc::pack_weight(isa, w.type, w.data, w.rows, w.cols);
+    if (!packed.empty()) packed_.emplace(w.data, std::move(packed));
+  };
+  for (const LayerWeights& l : model_.layers()) {
+    for (const Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) pack(*w);
+  }
+  pack(model_.output());
 }
 
 void CpuExecutor::linear(const Weight& w, const float* x, float* y, std::size_t tokens) {
-  kc::matmul({w.data, w.type, w.rows, w.cols, x, y, tokens}, pool_, scratch_);
+  auto packed = packed_.find(w.data);
+  kc::matmul({w.data, w.type, w.rows, w.cols, x, y, tokens, packed == packed_.end() ? nullptr : packed->second.data()},
+             pool_, scratch_);
 }
 
 std::string CpuExecutor::describe() const {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/block_manager.h"
@@ -35,6 +36,9 @@ class CpuExecutor final : public Executor {
   const Model& model_;
   KvCache& cache_;
   kernels::cpu::ThreadPool pool_;
+  // The ISA level's re-layout of each quantised weight (kernels/cpu/matmul.h's pack_weight), by the
+  // weight's data; weights the level does not pack are absent.
+  std::unordered_map<const void*, std::vector<std::byte>> packed_;
   std::vector<std::byte> scratch_;
   std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_;
 };

@@ -28,6 +28,7 @@ struct QuantMatmulView {
   std::size_t tokens = 0;
   const std::byte* packed = nullptr;   // what the level's pack() wrote, when pack_bytes() > 0
   float* y = nullptr;                  // [tokens, rows]
+  const std::byte* packed_weight = nullptr;  // the level's pack_weight() layout of weight, or null
 };
 
 // Every query head of one KV head for one token (grouped-query attention reads the keys and values
@@ -59,6 +60,11 @@ struct IsaKernels {
   void (*attend)(const AttentionGroupJob& job);
   // out = silu(gate) * up over n.
   void (*silu_mul)(const float* gate, const float* up, float* out, std::size_t n);
+  // Bytes of a level-specific re-layout of a quantised weight [rows, cols] (0: the level reads the
+  // stored rows only) and the writer of it. Done once per weight, by its owner; quant_rows reads it
+  // through QuantMatmulView::packed_weight where that is faster and still reads `weight` elsewhere.
+  std::size_t (*weight_pack_bytes)(DType type, std::size_t rows, std::size_t cols);
+  void (*pack_weight)(DType type, const std::byte* weight, std::size_t rows, std::size_t cols, std::byte* out);
 };
 
 // The table of a level compiled into this binary (TG_CHECK otherwise); the caller checks

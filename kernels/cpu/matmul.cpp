@@ -27,6 +27,14 @@ bool quantised(DType t) { return t == DType::kQ4_0 || t == DType::kQ4_1 || t == 
 
 }  // namespace
 
+std::vector<std::byte> pack_weight(const IsaKernels& isa, DType type, const void* weight, std::size_t rows,
+                                   std::size_t cols) {
+  if (!quantised(type)) return {};
+  std::vector<std::byte> packed(isa.weight_pack_bytes(type, rows, cols));
+  if (!packed.empty()) isa.pack_weight(type, static_cast<const std::byte*>(weight), rows, cols, packed.data());
+  return packed;
+}
+
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch) {
   matmul(p, pool, scratch, active_kernels());
 }
@@ -68,7 +76,8 @@ void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scr
     }
   });
 
-  QuantMatmulView v{p.weight_type, w, w_bytes, p.rows, p.cols, act, act_bytes, scales.data(), p.tokens, nullptr, p.y};
+  QuantMatmulView v{p.weight_type, w,       w_bytes, p.rows, p.cols, act, act_bytes, scales.data(), p.tokens, nullptr,
+                    p.y,           static_cast<const std::byte*>(p.packed_weight)};
   // Packed on the calling thread; the workers read the caller's buffers.
   if (const std::size_t bytes = isa.pack_bytes(v); bytes > 0) {
     std::vector<std::byte>& packed = pack_scratch();

@@ -22,7 +22,14 @@ struct MatmulParams {
   const float* x = nullptr;      // [tokens, cols]
   float* y = nullptr;            // [tokens, rows]
   std::size_t tokens = 0;
+  const void* packed_weight = nullptr;  // pack_weight()'s copy of weight for the same level, or null
 };
+
+// The level's re-layout of a quantised weight for its faster kernels (isa_kernels.h), empty where
+// the level has none. Pass it as MatmulParams::packed_weight with the weight itself, to calls at
+// that level only.
+std::vector<std::byte> pack_weight(const IsaKernels& isa, DType type, const void* weight, std::size_t rows,
+                                   std::size_t cols);
 
 // At the process's ISA level (active_kernels()).
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch);

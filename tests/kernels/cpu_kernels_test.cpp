@@ -124,6 +124,45 @@ TEST_P(CpuIsaLevel, MatmulEqualsTheScalarLevelBitForBit) {
   }
 }
 
+TEST_P(CpuIsaLevel, MatmulOnTheLevelsPackedWeightsEqualsTheScalarLevelBitForBit) {
+  // The level's re-layout of the weight (pack_weight), where it has one: whole groups of rows from
+  // it and the rest from the stored rows, on 1 token (where it is read) and on more (where it is
+  // not); row counts around the group size and past several pool tiles, cols of one block and more.
+  for (DType type : kWeightTypes) {
+    for (std::size_t rows : {5u, 8u, 37u, 64u, 100u}) {
+      for (std::size_t cols : {32u, 576u}) {
+        const auto w = make_weights(type, rows, cols, static_cast<std::uint32_t>(rows * cols));
+        const std::vector<std::byte> packed = pack_weight(level(), type, w.data(), rows, cols);
+        for (std::size_t tokens : {1u, 3u}) {
+          const auto x = random_floats(tokens * cols, static_cast<std::uint32_t>(7 + rows + tokens), 2.0f);
+          std::vector<float> got(tokens * rows), want(tokens * rows);
+          matmul({w.data(), type, rows, cols, x.data(), got.data(), tokens, packed.empty() ? nullptr : packed.data()}, pool_,
+                 scratch_, level());
+          matmul({w.data(), type, rows, cols, x.data(), want.data(), tokens}, pool_, scratch_, scalar());
+          for (std::size_t i = 0; i < got.size(); ++i) {
+            ASSERT_TRUE(same_bits(got[i], want[i])) << "type " << static_cast<int>(type) << " rows " << rows << " cols "
+                                                    << cols << " tokens " << tokens << " row " << i % rows << ": "
+                                                    << got[i] << " vs scalar " << want[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuIsa, TheX86LevelsPackQ4_1AndQ8_0WeightsAndNothingElse) {
+  // The packed path must be reachable where it exists, or the test above proves nothing there.
+  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    if (!cpu_supports(isa)) continue;
+    const IsaKernels& k = isa_kernels(isa);
+    EXPECT_GT(k.weight_pack_bytes(DType::kQ4_1, 16, 64), 0u) << isa_name(isa);
+    EXPECT_GT(k.weight_pack_bytes(DType::kQ8_0, 16, 64), 0u) << isa_name(isa);
+    EXPECT_EQ(k.weight_pack_bytes(DType::kQ4_0, 16, 64), 0u) << isa_name(isa);
+    EXPECT_EQ(k.weight_pack_bytes(DType::kQ4_1, 7, 64), 0u) << isa_name(isa) << ": fewer rows than a group";
+  }
+  EXPECT_EQ(isa_kernels(CpuIsa::kScalar).weight_pack_bytes(DType::kQ4_1, 16, 64), 0u);
+}
+
 // The activation rows a quantised matmul sees, dequantised: q · d per element (and, for Q8_1, the
 // block's stored s = fp16(d · Σq), which the Q4_1 dot uses for the minimum's share).
 struct DequantisedActivation {

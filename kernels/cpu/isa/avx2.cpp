@@ -1,12 +1,28 @@
-// The avx2 level (AVX2 + FMA + F16C): lane_kernels.h over 256-bit registers.
+// The avx2 level (AVX2 + FMA + F16C): lane_kernels.h over 256-bit registers, with single-token
+// calls on weights packed eight rows at a time (x86_packed.h).
 #define TG_ISA_NS avx2_isa
 #include "kernels/cpu/isa/lane_kernels.h"
 #include "kernels/cpu/isa/avx2_lanes.h"
+#include "kernels/cpu/isa/x86_packed.h"
 
 namespace tiergate::kernels::cpu::avx2_isa {
+namespace {
+
+void quant_rows_avx2(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
+  if (use_packed(v)) return packed_one_token(v, r0, r1);
+  quant_rows<Avx2Lanes>(v, r0, r1);
+}
+
+}  // namespace
 
 const IsaKernels& table() {
-  static const IsaKernels t = lane_table<Avx2Lanes>(CpuIsa::kAvx2);
+  static const IsaKernels t = [] {
+    IsaKernels k = lane_table<Avx2Lanes>(CpuIsa::kAvx2);
+    k.quant_rows = quant_rows_avx2;
+    k.weight_pack_bytes = weight_pack_bytes;
+    k.pack_weight = pack_weight;
+    return k;
+  }();
   return t;
 }
 

@@ -2,10 +2,11 @@
 // vpdpbusd byte dot products, plus 512-bit matmul kernels that put two (row, token) pairs side by
 // side, one in each 256-bit half. Every lane of those sees the operations of lane_kernels.h's
 // row_q4_1 / row_signed in the same order, so the results are the same bits; only the throughput
-// doubles.
+// doubles. Single-token calls on weights packed eight rows at a time go to x86_packed.h.
 #define TG_ISA_NS avx512_isa
 #include "kernels/cpu/isa/lane_kernels.h"
 #include "kernels/cpu/isa/avx2_lanes.h"
+#include "kernels/cpu/isa/x86_packed.h"
 
 namespace tiergate::kernels::cpu::avx512_isa {
 namespace {
@@ -148,6 +149,7 @@ void row_token_pairs_q8_0(const BlockQ8_0* w, const PackedPair* pairs, std::size
 }
 
 void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
+  if (use_packed(v)) return packed_one_token(v, r0, r1);
   const std::size_t nb = v.cols / kQuantBlock;
   const bool pairs_ok = paired(v) && v.packed != nullptr;
   const auto* pairs = reinterpret_cast<const PackedPair*>(v.packed);
@@ -201,6 +203,8 @@ const IsaKernels& table() {
     k.pack_bytes = pack_bytes;
     k.pack = pack;
     k.quant_rows = quant_rows_512;
+    k.weight_pack_bytes = weight_pack_bytes;
+    k.pack_weight = pack_weight;
     return k;
   }();
   return t;

@@ -286,11 +286,14 @@ void silu_mul(const float* gate, const float* up, float* out, std::size_t n) {
 
 std::size_t no_pack_bytes(const QuantMatmulView&) { return 0; }
 void no_pack(const QuantMatmulView&, std::byte*) {}
+std::size_t no_weight_pack_bytes(DType, std::size_t, std::size_t) { return 0; }
+void no_pack_weight(DType, const std::byte*, std::size_t, std::size_t, std::byte*) {}
 
 // The table of a level whose matmul needs no packing.
 template <class V>
 IsaKernels lane_table(CpuIsa isa) {
-  return IsaKernels{isa, no_pack_bytes, no_pack, quant_rows<V>, dot_float<V>, attend<V>, silu_mul<V>};
+  return IsaKernels{isa,           no_pack_bytes, no_pack,  quant_rows<V>,        dot_float<V>,
+                    attend<V>,     silu_mul<V>,   no_weight_pack_bytes, no_pack_weight};
 }
 
 }  // namespace
