@@ -29,10 +29,22 @@ CpuExecutor::CpuExecutor(const Model& model, KvCache& cache, std::size_t threads
   pack(model_.output());
 }
 
-void CpuExecutor::linear(const Weight& w, const float* x, float* y, std::size_t tokens) {
-  auto packed = packed_.find(w.data);
-  kc::matmul({w.data, w.type, w.rows, w.cols, x, y, tokens, packed == packed_.end() ? nullptr : packed->second.data()},
-             pool_, scratch_);
+void CpuExecutor::linear(std::initializer_list<std::pair<const Weight*, float*>> outputs, const float* x,
+                         std::size_t tokens) {
+  // Weights of one type and width on the same input run as one call: the input is quantised once
+  // and all their rows share one parallel pass.
+  kc::MatmulParams ps[4];
+  std::size_t n = 0;
+  for (auto [w, y] : outputs) {
+    TG_CHECK(n < std::size(ps));
+    auto packed = packed_.find(w->data);
+    ps[n++] = {w->data, w->type, w->rows, w->cols, x, y, tokens, packed == packed_.end() ? nullptr : packed->second.data()};
+  }
+  const bool alike = std::all_of(ps, ps + n, [&](const kc::MatmulParams& p) {
+    return p.weight_type == ps[0].weight_type && p.cols == ps[0].cols;
+  });
+  if (alike) return kc::matmul(std::span<const kc::MatmulParams>(ps, n), pool_, scratch_);
+  for (std::size_t i = 0; i < n; ++i) kc::matmul(ps[i], pool_, scratch_);
 }
 
 std::string CpuExecutor::describe() const {
@@ -80,25 +92,22 @@ void CpuExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
   for (std::size_t l = 0; l < c.layers; ++l) {
     const LayerWeights& w = model_.layers()[l];
     kc::rms_norm(x_.data(), static_cast<const float*>(w.attn_norm.data), h_.data(), T, dim, c.rms_eps);
-    linear(w.wq, h_.data(), q_.data(), T);
-    linear(w.wk, h_.data(), k_.data(), T);
-    linear(w.wv, h_.data(), v_.data(), T);
+    linear({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, h_.data(), T);
     kc::rope(q_.data(), batch.positions.data(), T, c.heads, c.head_dim, c.rope_dims, c.rope_base);
     kc::rope(k_.data(), batch.positions.data(), T, c.kv_heads, c.head_dim, c.rope_dims, c.rope_base);
     const kernels::PagedKv kv = cache_.layer(l);
     kc::kv_append({kv, layout, k_.data(), v_.data()});
     kc::paged_attention({kv, layout, q_.data(), attn_.data(), c.heads, scale}, pool_);
-    linear(w.wo, attn_.data(), o_.data(), T);
+    linear({{&w.wo, o_.data()}}, attn_.data(), T);
     kc::add_inplace(x_.data(), o_.data(), T * dim);
 
     kc::rms_norm(x_.data(), static_cast<const float*>(w.ffn_norm.data), h_.data(), T, dim, c.rms_eps);
-    linear(w.w_gate, h_.data(), gate_.data(), T);
-    linear(w.w_up, h_.data(), up_.data(), T);
+    linear({{&w.w_gate, gate_.data()}, {&w.w_up, up_.data()}}, h_.data(), T);
     for (std::size_t t = 0; t < T; ++t) {  // row by row, as ggml does (its vector tail is per row)
       const std::size_t off = t * c.ffn_dim;
       kc::silu_mul(gate_.data() + off, up_.data() + off, act_.data() + off, c.ffn_dim);
     }
-    linear(w.w_down, act_.data(), o_.data(), T);
+    linear({{&w.w_down, o_.data()}}, act_.data(), T);
     kc::add_inplace(x_.data(), o_.data(), T * dim);
   }
 
@@ -111,7 +120,7 @@ void CpuExecutor::forward(const StepBatch& batch, std::vector<float>& logits) {
     kc::rms_norm(x_.data() + t * dim, static_cast<const float*>(model_.output_norm().data), h_.data() + r * dim, 1,
                  dim, c.rms_eps);
   }
-  linear(model_.output(), h_.data(), logits.data(), R);
+  linear({{&model_.output(), logits.data()}}, h_.data(), R);
 }
 
 }  // namespace tiergate::engine

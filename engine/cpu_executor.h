@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -31,7 +33,8 @@ class CpuExecutor final : public Executor {
   std::size_t threads() const { return pool_.size(); }
 
  private:
-  void linear(const Weight& w, const float* x, float* y, std::size_t tokens);
+  // y = x · Wᵀ for each (W, y) in outputs, all on the same input x [tokens, W.cols].
+  void linear(std::initializer_list<std::pair<const Weight*, float*>> outputs, const float* x, std::size_t tokens);
 
   const Model& model_;
   KvCache& cache_;

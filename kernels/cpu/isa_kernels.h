@@ -60,6 +60,10 @@ struct IsaKernels {
   void (*attend)(const AttentionGroupJob& job);
   // out = silu(gate) * up over n.
   void (*silu_mul)(const float* gate, const float* up, float* out, std::size_t n);
+  // The activation row a quantised weight type's matmul reads (quant.h's quantize_activation_row:
+  // Q8_1 blocks for Q4_1, Q8_0 for Q4_0 and Q8_0) from x[n], with each block's fp16 d and s (0 for
+  // Q8_0) as floats in d[n / 32] and s[n / 32]. The same bits at every level for finite x.
+  void (*quantize_activations)(DType weight, const float* x, std::size_t n, std::byte* row, float* d, float* s);
   // Bytes of a level-specific re-layout of a quantised weight [rows, cols] (0: the level reads the
   // stored rows only) and the writer of it. Done once per weight, by its owner; quant_rows reads it
   // through QuantMatmulView::packed_weight where that is faster and still reads `weight` elsewhere.

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "kernels/check.h"
-#include "kernels/cpu/fp16.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/quant.h"
 
@@ -36,61 +36,82 @@ std::vector<std::byte> pack_weight(const IsaKernels& isa, DType type, const void
 }
 
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch) {
-  matmul(p, pool, scratch, active_kernels());
+  matmul(std::span(&p, 1), pool, scratch, active_kernels());
 }
 
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch, const IsaKernels& isa) {
-  TG_CHECK(p.cols % block_elements(p.weight_type) == 0);
-  const std::size_t w_bytes = row_bytes(p.weight_type, p.cols);
-  const auto* w = static_cast<const std::byte*>(p.weight);
-  if (!quantised(p.weight_type)) {
-    pool.parallel_for(p.rows, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t t = 0; t < p.tokens; ++t) {
-        for (std::size_t r = begin; r < end; ++r) {
-          p.y[t * p.rows + r] = isa.dot_float(p.weight_type, w + r * w_bytes, p.x + t * p.cols, p.cols);
+  matmul(std::span(&p, 1), pool, scratch, isa);
+}
+
+void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std::byte>& scratch) {
+  matmul(ps, pool, scratch, active_kernels());
+}
+
+void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std::byte>& scratch, const IsaKernels& isa) {
+  TG_CHECK(!ps.empty());
+  const MatmulParams& first = ps.front();
+  for (const MatmulParams& p : ps) {
+    TG_CHECK(p.cols % block_elements(p.weight_type) == 0);
+    TG_CHECK(p.x == first.x && p.tokens == first.tokens && p.cols == first.cols && p.weight_type == first.weight_type);
+  }
+  const DType type = first.weight_type;
+  const std::size_t cols = first.cols, tokens = first.tokens;
+  if (!quantised(type)) {
+    for (const MatmulParams& p : ps) {
+      const std::size_t w_bytes = row_bytes(type, cols);
+      const auto* w = static_cast<const std::byte*>(p.weight);
+      pool.parallel_for(p.rows, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t t = 0; t < tokens; ++t) {
+          for (std::size_t r = begin; r < end; ++r) {
+            p.y[t * p.rows + r] = isa.dot_float(type, w + r * w_bytes, p.x + t * cols, cols);
+          }
         }
-      }
-    });
+      });
+    }
     return;
   }
 
-  const std::size_t act_bytes = activation_row_bytes(p.weight_type, p.cols);
-  if (scratch.size() < act_bytes * p.tokens) scratch.resize(act_bytes * p.tokens);
+  // The activations, quantised once for every weight, with their block scales as floats.
+  const std::size_t act_bytes = activation_row_bytes(type, cols);
+  if (scratch.size() < act_bytes * tokens) scratch.resize(act_bytes * tokens);
   std::byte* act = scratch.data();
-  // Activation block scales as floats, converted once per call rather than once per weight row.
-  const std::size_t nb = p.cols / kQuantBlock;
+  const std::size_t nb = cols / kQuantBlock;
   std::vector<float>& scales = scale_scratch();
-  scales.resize(2 * nb * p.tokens);
-  pool.parallel_for(p.tokens, [&](std::size_t begin, std::size_t end) {
+  scales.resize(2 * nb * tokens);
+  pool.parallel_for(tokens, [&](std::size_t begin, std::size_t end) {
     for (std::size_t t = begin; t < end; ++t) {
-      std::byte* row = act + t * act_bytes;
-      quantize_activation_row(p.weight_type, p.x + t * p.cols, row, p.cols);
       float* d = scales.data() + 2 * nb * t;
-      if (p.weight_type == DType::kQ4_1) {
-        const auto* b = reinterpret_cast<const BlockQ8_1*>(row);
-        for (std::size_t i = 0; i < nb; ++i) d[i] = half_to_float(b[i].d), d[nb + i] = half_to_float(b[i].s);
-      } else {
-        const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
-        for (std::size_t i = 0; i < nb; ++i) d[i] = half_to_float(b[i].d), d[nb + i] = 0.0f;
-      }
+      isa.quantize_activations(type, first.x + t * cols, cols, act + t * act_bytes, d, d + nb);
     }
   });
 
-  QuantMatmulView v{p.weight_type, w,       w_bytes, p.rows, p.cols, act, act_bytes, scales.data(), p.tokens, nullptr,
-                    p.y,           static_cast<const std::byte*>(p.packed_weight)};
-  // Packed on the calling thread; the workers read the caller's buffers.
-  if (const std::size_t bytes = isa.pack_bytes(v); bytes > 0) {
+  std::vector<QuantMatmulView> views;
+  views.reserve(ps.size());
+  for (const MatmulParams& p : ps) {
+    views.push_back({type, static_cast<const std::byte*>(p.weight), row_bytes(type, cols), p.rows, cols, act, act_bytes,
+                     scales.data(), tokens, nullptr, p.y, static_cast<const std::byte*>(p.packed_weight)});
+  }
+  // Packed on the calling thread, once for every weight (it depends on the activations only); the
+  // workers read the caller's buffers.
+  if (const std::size_t bytes = isa.pack_bytes(views.front()); bytes > 0) {
     std::vector<std::byte>& packed = pack_scratch();
     packed.resize(bytes + 64);
     auto* aligned = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(packed.data()) + 63) & ~std::uintptr_t{63});
-    isa.pack(v, aligned);
-    v.packed = aligned;
+    isa.pack(views.front(), aligned);
+    for (QuantMatmulView& v : views) v.packed = aligned;
   }
-  // Tiles of weight rows: a tile is read from memory once and stays in cache for every token.
+  // Tiles of weight rows, numbered across the weights in order: a tile is read from memory once
+  // and stays in cache for every token; one parallel pass covers them all.
   constexpr std::size_t kTile = 16;
-  const std::size_t tiles = (p.rows + kTile - 1) / kTile;
-  pool.parallel_for(tiles, [&](std::size_t begin, std::size_t end) {
-    isa.quant_rows(v, begin * kTile, std::min(p.rows, end * kTile));
+  std::vector<std::size_t> first_tile(views.size() + 1, 0);
+  for (std::size_t k = 0; k < views.size(); ++k) first_tile[k + 1] = first_tile[k] + (views[k].rows + kTile - 1) / kTile;
+  pool.parallel_for(first_tile.back(), [&](std::size_t begin, std::size_t end) {
+    for (std::size_t k = 0; k < views.size(); ++k) {
+      const std::size_t b = std::max(begin, first_tile[k]), e = std::min(end, first_tile[k + 1]);
+      if (b >= e) continue;
+      const std::size_t r0 = (b - first_tile[k]) * kTile;
+      isa.quant_rows(views[k], r0, std::min(views[k].rows, (e - first_tile[k]) * kTile));
+    }
   });
 }
 

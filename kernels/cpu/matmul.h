@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "kernels/cpu/isa_kernels.h"
@@ -35,5 +36,9 @@ std::vector<std::byte> pack_weight(const IsaKernels& isa, DType type, const void
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch);
 // At a given level (tests compare the levels).
 void matmul(const MatmulParams& p, ThreadPool& pool, std::vector<std::byte>& scratch, const IsaKernels& isa);
+// Several weights on the same activations (x, tokens, cols and weight type alike; q/k/v, gate/up):
+// the activations quantised once and every weight's rows in one parallel pass, each y as if alone.
+void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std::byte>& scratch);
+void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std::byte>& scratch, const IsaKernels& isa);
 
 }  // namespace tiergate::kernels::cpu

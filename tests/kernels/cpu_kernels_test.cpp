@@ -150,6 +150,66 @@ TEST_P(CpuIsaLevel, MatmulOnTheLevelsPackedWeightsEqualsTheScalarLevelBitForBit)
   }
 }
 
+TEST_P(CpuIsaLevel, ActivationQuantisationEqualsTheScalarLevelBitForBit) {
+  // Every activation format, with the block scales as floats; blocks of zeros, of one value, of
+  // values far apart in magnitude, and ties of the rounding (x · 127 / max|x| at k + 0.5).
+  const std::size_t n = 256;
+  for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+    std::vector<float> x = random_floats(n, seed, seed % 2 ? 3.0f : 1e-3f);
+    std::fill(x.begin(), x.begin() + 32, 0.0f);
+    std::fill(x.begin() + 32, x.begin() + 64, -1.5f);
+    for (std::size_t j = 64; j < 96; ++j) x[j] = static_cast<float>(j % 7) * (j % 2 ? 1e4f : 1e-4f);
+    x[96] = 127.0f;  // its block's scale is exactly 1: the others land on k + 0.5
+    for (std::size_t j = 97; j < 128; ++j) x[j] = static_cast<float>(j) - 96.5f;
+    for (DType type : kQuantTypes) {
+      const std::size_t bytes = activation_row_bytes(type, n);
+      std::vector<std::byte> got(bytes), want(bytes);
+      std::vector<float> got_d(n / 32), got_s(n / 32), want_d(n / 32), want_s(n / 32);
+      level().quantize_activations(type, x.data(), n, got.data(), got_d.data(), got_s.data());
+      scalar().quantize_activations(type, x.data(), n, want.data(), want_d.data(), want_s.data());
+      ASSERT_EQ(got, want) << "type " << static_cast<int>(type) << " seed " << seed;
+      for (std::size_t i = 0; i < n / 32; ++i) {
+        ASSERT_TRUE(same_bits(got_d[i], want_d[i]) && same_bits(got_s[i], want_s[i])) << "block " << i;
+      }
+    }
+  }
+}
+
+TEST_P(CpuIsaLevel, SeveralWeightsInOneCallEqualEachAlone) {
+  // q/k/v and gate/up as the executor runs them: one call, rows of different counts (tiles that
+  // straddle two weights), packed and not; every output as the weight's own call gives it.
+  const std::size_t cols = 96;
+  for (DType type : kWeightTypes) {
+    const std::size_t rows[] = {40, 13, 8};
+    std::vector<std::vector<std::byte>> w, packed;
+    for (std::size_t k = 0; k < 3; ++k) {
+      w.push_back(make_weights(type, rows[k], cols, static_cast<std::uint32_t>(k + 1)));
+      packed.push_back(pack_weight(level(), type, w[k].data(), rows[k], cols));
+    }
+    for (std::size_t tokens : {1u, 5u}) {
+      const auto x = random_floats(tokens * cols, static_cast<std::uint32_t>(tokens), 2.0f);
+      std::vector<std::vector<float>> together(3), alone(3);
+      std::vector<MatmulParams> ps;
+      for (std::size_t k = 0; k < 3; ++k) {
+        together[k].resize(tokens * rows[k]);
+        alone[k].resize(tokens * rows[k]);
+        ps.push_back({w[k].data(), type, rows[k], cols, x.data(), together[k].data(), tokens,
+                      packed[k].empty() ? nullptr : packed[k].data()});
+      }
+      matmul(std::span<const MatmulParams>(ps), pool_, scratch_, level());
+      for (std::size_t k = 0; k < 3; ++k) {
+        MatmulParams p = ps[k];
+        p.y = alone[k].data();
+        matmul(p, pool_, scratch_, level());
+        for (std::size_t i = 0; i < alone[k].size(); ++i) {
+          ASSERT_TRUE(same_bits(together[k][i], alone[k][i])) << "type " << static_cast<int>(type) << " weight " << k
+                                                              << " tokens " << tokens << " element " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuIsa, TheX86LevelsPackQ4_1AndQ8_0WeightsAndNothingElse) {
   // The packed path must be reachable where it exists, or the test above proves nothing there.
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {

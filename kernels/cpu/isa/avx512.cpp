@@ -7,6 +7,7 @@
 #include "kernels/cpu/isa/lane_kernels.h"
 #include "kernels/cpu/isa/avx2_lanes.h"
 #include "kernels/cpu/isa/x86_packed.h"
+#include "kernels/cpu/isa/x86_quantize.h"
 
 namespace tiergate::kernels::cpu::avx512_isa {
 namespace {
@@ -149,7 +150,8 @@ void row_token_pairs_q8_0(const BlockQ8_0* w, const PackedPair* pairs, std::size
 }
 
 void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
-  if (use_packed(v)) return packed_one_token(v, r0, r1);
+  // One token: the packed layout. More: the token pairs below, which beat it with 512-bit registers.
+  if (has_packed(v)) return packed_rows(v, r0, r1);
   const std::size_t nb = v.cols / kQuantBlock;
   const bool pairs_ok = paired(v) && v.packed != nullptr;
   const auto* pairs = reinterpret_cast<const PackedPair*>(v.packed);
@@ -200,6 +202,7 @@ void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
 const IsaKernels& table() {
   static const IsaKernels t = [] {
     IsaKernels k = lane_table<V>(CpuIsa::kAvx512);
+    k.quantize_activations = quantize_activations_avx2;
     k.pack_bytes = pack_bytes;
     k.pack = pack;
     k.quant_rows = quant_rows_512;

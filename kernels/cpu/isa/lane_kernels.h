@@ -19,7 +19,9 @@
 #include <cstring>
 
 #include "kernels/check.h"
+#include "kernels/cpu/fp16.h"
 #include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/quant.h"
 
 namespace tiergate::kernels::cpu::TG_ISA_NS {
 namespace {
@@ -284,6 +286,20 @@ void silu_mul(const float* gate, const float* up, float* out, std::size_t n) {
   for (std::size_t i = vectorised; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// Activation quantisation as quant.cpp writes it out, element by element.
+void quantize_activations_scalar(DType weight, const float* x, std::size_t n, std::byte* row, float* d, float* s) {
+  quantize_activation_row(weight, x, row, n);
+  const std::size_t nb = n / kQuantBlock;
+  for (std::size_t i = 0; i < nb; ++i) {
+    if (weight == DType::kQ4_1) {
+      const auto& b = reinterpret_cast<const BlockQ8_1*>(row)[i];
+      d[i] = half_to_float(b.d), s[i] = half_to_float(b.s);
+    } else {
+      d[i] = half_to_float(reinterpret_cast<const BlockQ8_0*>(row)[i].d), s[i] = 0.0f;
+    }
+  }
+}
+
 std::size_t no_pack_bytes(const QuantMatmulView&) { return 0; }
 void no_pack(const QuantMatmulView&, std::byte*) {}
 std::size_t no_weight_pack_bytes(DType, std::size_t, std::size_t) { return 0; }
@@ -292,8 +308,8 @@ void no_pack_weight(DType, const std::byte*, std::size_t, std::size_t, std::byte
 // The table of a level whose matmul needs no packing.
 template <class V>
 IsaKernels lane_table(CpuIsa isa) {
-  return IsaKernels{isa,           no_pack_bytes, no_pack,  quant_rows<V>,        dot_float<V>,
-                    attend<V>,     silu_mul<V>,   no_weight_pack_bytes, no_pack_weight};
+  return IsaKernels{isa,       no_pack_bytes, no_pack, quant_rows<V>, dot_float<V>, attend<V>, silu_mul<V>,
+                    quantize_activations_scalar, no_weight_pack_bytes, no_pack_weight};
 }
 
 }  // namespace

@@ -143,28 +143,36 @@ void group_q8_0(const PackedQ8_0x8* g, const BlockQ8_0* y, const float* ad, std:
   for (std::size_t r = 0; r < kPackRows; ++r) out[r] = V::hsum(acc[r]);
 }
 
-// Rows [r0, r1) of a single-token call whose weight was packed: whole groups from the packed
-// layout (r0 is a multiple of 8), the rows past the last whole group from the stored one.
-void packed_one_token(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
+// Rows [r0, r1) for every token, the weight packed: whole groups from the packed layout (r0 is a
+// multiple of 8), each group meeting every token while its blocks are in L1; the rows past the
+// last whole group from the stored layout.
+void packed_rows(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
   const std::size_t nb = v.cols / kQuantBlock;
   const std::size_t packed_end = v.rows / kPackRows * kPackRows;
-  const float* d = v.scales;
   std::size_t r = r0;
   for (; r + kPackRows <= r1 && r < packed_end; r += kPackRows) {
     const std::size_t g = r / kPackRows;
-    if (v.type == DType::kQ4_1) {
-      group_q4_1(reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_1*>(v.act),
-                 d, d + nb, nb, v.y + r);
-    } else {
-      group_q8_0(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_0*>(v.act),
-                 d, nb, v.y + r);
+    for (std::size_t t = 0; t < v.tokens; ++t) {
+      const std::byte* act = v.act + t * v.act_row_bytes;
+      const float* d = v.scales + 2 * nb * t;
+      if (v.type == DType::kQ4_1) {
+        group_q4_1(reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_1*>(act), d,
+                   d + nb, nb, v.y + t * v.rows + r);
+      } else {
+        group_q8_0(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_0*>(act), d,
+                   nb, v.y + t * v.rows + r);
+      }
     }
   }
-  for (; r < r1; ++r) row_times_tokens<Avx2Lanes>(v, r, 0, 1);
+  for (; r < r1; ++r) {
+    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTokensPerPass) {
+      row_times_tokens<Avx2Lanes>(v, r, t0, v.tokens - t0 < kTokensPerPass ? v.tokens - t0 : kTokensPerPass);
+    }
+  }
 }
 
-bool use_packed(const QuantMatmulView& v) {
-  return v.tokens == 1 && v.packed_weight != nullptr && (v.type == DType::kQ4_1 || v.type == DType::kQ8_0);
+bool has_packed(const QuantMatmulView& v) {
+  return v.packed_weight != nullptr && (v.type == DType::kQ4_1 || v.type == DType::kQ8_0);
 }
 
 }  // namespace
