@@ -2,7 +2,7 @@
 // vpdpbusd byte dot products, plus 512-bit matmul kernels that put two (row, token) pairs side by
 // side, one in each 256-bit half. Every lane of those sees the operations of lane_kernels.h's
 // row_q4_1 / row_signed in the same order, so the results are the same bits; only the throughput
-// doubles. Single-token calls on weights packed eight rows at a time go to x86_packed.h.
+// doubles. Weights packed eight rows at a time go to x86_packed.h instead.
 #define TG_ISA_NS avx512_isa
 #include "kernels/cpu/isa/lane_kernels.h"
 #include "kernels/cpu/isa/avx2_lanes.h"
@@ -150,7 +150,8 @@ void row_token_pairs_q8_0(const BlockQ8_0* w, const PackedPair* pairs, std::size
 }
 
 void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
-  // One token: the packed layout. More: the token pairs below, which beat it with 512-bit registers.
+  // A packed weight (the engine's): x86_packed.h, at least as fast as the token pairs below at every
+  // batch here. The pairs and the two-row path serve weights nobody packed.
   if (has_packed(v)) return packed_rows(v, r0, r1);
   const std::size_t nb = v.cols / kQuantBlock;
   const bool pairs_ok = paired(v) && v.packed != nullptr;
