@@ -149,10 +149,63 @@ void row_token_pairs_q8_0(const BlockQ8_0* w, const PackedPair* pairs, std::size
   for (std::size_t k = 0; k < npairs; ++k) hsum_halves(acc[k], out[2 * k], out[2 * k + 1]);
 }
 
+// x86_packed.h's group_q4_1 with four rows per 512-bit register: rows 4j .. 4j+3 in one load,
+// each row's four low-nibble (and four high-nibble) lanes in its own 128-bit quarter. The lanes
+// are the same as there, so the results are the same bits.
+void group_q4_1_512(const PackedQ4_1x8* g, const BlockQ8_1* y, const float* ad, const float* as, std::size_t nb,
+                    float* out) {
+  __m512 acc_lo[2], acc_hi[2];
+  for (int j = 0; j < 2; ++j) acc_lo[j] = acc_hi[j] = _mm512_setzero_ps();
+  __m256 mins = _mm256_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i quad[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                           _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
+  for (std::size_t i = 0; i < nb; ++i) {
+    const PackedQ4_1x8& b = g[i];
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d)));
+    const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.m)));
+    mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(as[i])));
+    const __m512 scales = _mm512_castps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(ad[i])));
+    const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs)));
+    const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs + 16)));
+    for (int j = 0; j < 2; ++j) {
+      const __m512i q = _mm512_loadu_si512(b.qs[4 * j]);
+      const __m512i lo = _mm512_and_si512(q, low4);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+      const __m512 s = _mm512_permutexvar_ps(quad[j], scales);
+      acc_lo[j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ylo)), acc_lo[j]);
+      acc_hi[j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, yhi)), acc_hi[j]);
+    }
+  }
+  alignas(32) float m[kPackRows];
+  _mm256_store_ps(m, mins);
+  for (int j = 0; j < 2; ++j) {
+    alignas(64) float folded[16];
+    _mm512_store_ps(folded, _mm512_add_ps(acc_lo[j], acc_hi[j]));
+    for (int k = 0; k < 4; ++k) out[4 * j + k] = hsum_folded(_mm_load_ps(folded + 4 * k)) + m[4 * j + k];
+  }
+}
+
+// packed_rows with group_q4_1_512 for Q4_1.
+void packed_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
+  if (v.type != DType::kQ4_1) return packed_rows(v, r0, r1);
+  const std::size_t nb = v.cols / kQuantBlock;
+  const std::size_t packed_end = v.rows / kPackRows * kPackRows;
+  std::size_t r = r0;
+  for (; r + kPackRows <= r1 && r < packed_end; r += kPackRows) {
+    const auto* g = reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + r / kPackRows * nb;
+    for (std::size_t t = 0; t < v.tokens; ++t) {
+      const float* d = v.scales + 2 * nb * t;
+      group_q4_1_512(g, reinterpret_cast<const BlockQ8_1*>(v.act + t * v.act_row_bytes), d, d + nb, nb, v.y + t * v.rows + r);
+    }
+  }
+  if (r < r1) packed_rows(v, r, r1);
+}
+
 void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
   // A packed weight (the engine's): x86_packed.h, at least as fast as the token pairs below at every
   // batch here. The pairs and the two-row path serve weights nobody packed.
-  if (has_packed(v)) return packed_rows(v, r0, r1);
+  if (has_packed(v)) return packed_rows_512(v, r0, r1);
   const std::size_t nb = v.cols / kQuantBlock;
   const bool pairs_ok = paired(v) && v.packed != nullptr;
   const auto* pairs = reinterpret_cast<const PackedPair*>(v.packed);
