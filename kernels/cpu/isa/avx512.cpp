@@ -165,7 +165,7 @@ void group_q4_1_512(const PackedQ4_1x8* g, const BlockQ8_1* y, const float* ad, 
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d)));
     const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.m)));
     mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(as[i])));
-    const __m512 scales = _mm512_castps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(ad[i])));
+    const __m512 scales = _mm512_zextps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(ad[i])));
     const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs)));
     const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs + 16)));
     for (int j = 0; j < 2; ++j) {
@@ -186,20 +186,72 @@ void group_q4_1_512(const PackedQ4_1x8* g, const BlockQ8_1* y, const float* ad, 
   }
 }
 
-// packed_rows with group_q4_1_512 for Q4_1.
+// This level's Q8_0 weights are packed as unsigned bytes w + 128 (x86_packed.h's layout
+// otherwise), so that one vpdpbusd takes a row's block against the token's signed bytes:
+// Σ (w + 128) · y - 128 · Σ y is the reference's exact lane sum Σ w · y, and the correction is one
+// instruction per eight rows instead of two sign operations per row.
+void pack_weight_512(DType type, const std::byte* w, std::size_t rows, std::size_t cols, std::byte* out) {
+  pack_weight(type, w, rows, cols, out);
+  if (type != DType::kQ8_0) return;
+  auto* blocks = reinterpret_cast<PackedQ8_0x8*>(out);
+  for (std::size_t b = 0; b < weight_pack_bytes(type, rows, cols) / sizeof(PackedQ8_0x8); ++b) {
+    for (auto& row : blocks[b].qs) {
+      for (std::int8_t& q : row) q = static_cast<std::int8_t>(static_cast<std::uint8_t>(q) ^ 0x80);  // + 128 as u8
+    }
+  }
+}
+
+void group_q8_0_512(const PackedQ8_0x8* g, const BlockQ8_0* y, const float* ad, std::size_t nb, float* out) {
+  __m512 acc[4];  // row pair k: [row 2k's 8 lanes | row 2k+1's]
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i pair[4] = {_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                           _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+                           _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
+                           _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7)};
+  for (std::size_t i = 0; i < nb; ++i) {
+    const PackedQ8_0x8& b = g[i];
+    const __m512 scales = _mm512_zextps256_ps512(
+        _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d))), _mm256_set1_ps(ad[i])));
+    const __m512i yv = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs)));
+    const __m512i correction = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, yv);
+    for (int k = 0; k < 4; ++k) {
+      const __m512i u = _mm512_loadu_si512(b.qs[2 * k]);
+      const __m512i lanes = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, yv), correction);
+      acc[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pair[k], scales), _mm512_cvtepi32_ps(lanes), acc[k]);
+    }
+  }
+  for (int k = 0; k < 4; ++k) {
+    out[2 * k] = V::hsum(_mm512_extractf32x8_ps(acc[k], 0));
+    out[2 * k + 1] = V::hsum(_mm512_extractf32x8_ps(acc[k], 1));
+  }
+}
+
+// packed_rows with this level's group kernels.
 void packed_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
-  if (v.type != DType::kQ4_1) return packed_rows(v, r0, r1);
   const std::size_t nb = v.cols / kQuantBlock;
   const std::size_t packed_end = v.rows / kPackRows * kPackRows;
   std::size_t r = r0;
   for (; r + kPackRows <= r1 && r < packed_end; r += kPackRows) {
-    const auto* g = reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + r / kPackRows * nb;
+    const std::size_t g = r / kPackRows;
     for (std::size_t t = 0; t < v.tokens; ++t) {
+      const std::byte* act = v.act + t * v.act_row_bytes;
       const float* d = v.scales + 2 * nb * t;
-      group_q4_1_512(g, reinterpret_cast<const BlockQ8_1*>(v.act + t * v.act_row_bytes), d, d + nb, nb, v.y + t * v.rows + r);
+      if (v.type == DType::kQ4_1) {
+        group_q4_1_512(reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_1*>(act),
+                       d, d + nb, nb, v.y + t * v.rows + r);
+      } else {
+        group_q8_0_512(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_0*>(act),
+                       d, nb, v.y + t * v.rows + r);
+      }
     }
   }
-  if (r < r1) packed_rows(v, r, r1);
+  // The rows past the last whole group, from the stored layout.
+  for (; r < r1; ++r) {
+    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTokensPerPass) {
+      row_times_tokens<V>(v, r, t0, v.tokens - t0 < kTokensPerPass ? v.tokens - t0 : kTokensPerPass);
+    }
+  }
 }
 
 void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
@@ -261,7 +313,7 @@ const IsaKernels& table() {
     k.pack = pack;
     k.quant_rows = quant_rows_512;
     k.weight_pack_bytes = weight_pack_bytes;
-    k.pack_weight = pack_weight;
+    k.pack_weight = pack_weight_512;
     return k;
   }();
   return t;

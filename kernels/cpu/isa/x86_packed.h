@@ -146,7 +146,7 @@ void group_q8_0(const PackedQ8_0x8* g, const BlockQ8_0* y, const float* ad, std:
 // Rows [r0, r1) for every token, the weight packed: whole groups from the packed layout (r0 is a
 // multiple of 8), each group meeting every token while its blocks are in L1; the rows past the
 // last whole group from the stored layout.
-void packed_rows(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
+[[maybe_unused]] void packed_rows(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
   const std::size_t nb = v.cols / kQuantBlock;
   const std::size_t packed_end = v.rows / kPackRows * kPackRows;
   std::size_t r = r0;
