@@ -150,13 +150,18 @@ void row_token_pairs_q8_0(const BlockQ8_0* w, const PackedPair* pairs, std::size
 }
 
 // x86_packed.h's group_q4_1 with four rows per 512-bit register: rows 4j .. 4j+3 in one load,
-// each row's four low-nibble (and four high-nibble) lanes in its own 128-bit quarter. The lanes
-// are the same as there, so the results are the same bits.
-void group_q4_1_512(const PackedQ4_1x8* g, const BlockQ8_1* y, const float* ad, const float* as, std::size_t nb,
-                    float* out) {
-  __m512 acc_lo[2], acc_hi[2];
-  for (int j = 0; j < 2; ++j) acc_lo[j] = acc_hi[j] = _mm512_setzero_ps();
-  __m256 mins = _mm256_setzero_ps();
+// each row's four low-nibble (and four high-nibble) lanes in its own 128-bit quarter; NT tokens at
+// once, so that a block's unpacking and scale conversion serve them all. The lanes are the same
+// as there, so the results are the same bits.
+template <int NT>
+void group_q4_1_512(const PackedQ4_1x8* g, const BlockQ8_1* const* y, const float* const* ad, const float* const* as,
+                    std::size_t nb, float* const* out) {
+  __m512 acc_lo[NT][2], acc_hi[NT][2];
+  __m256 mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    mins[t] = _mm256_setzero_ps();
+    for (int j = 0; j < 2; ++j) acc_lo[t][j] = acc_hi[t][j] = _mm512_setzero_ps();
+  }
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i quad[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
@@ -164,25 +169,37 @@ void group_q4_1_512(const PackedQ4_1x8* g, const BlockQ8_1* y, const float* ad, 
     const PackedQ4_1x8& b = g[i];
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d)));
     const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.m)));
-    mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(as[i])));
-    const __m512 scales = _mm512_zextps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(ad[i])));
-    const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs)));
-    const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs + 16)));
+    // Row 4j + k's d over quarter k, for both quads.
+    const __m512 dq[2] = {_mm512_permutexvar_ps(quad[0], _mm512_zextps256_ps512(d)),
+                          _mm512_permutexvar_ps(quad[1], _mm512_zextps256_ps512(d))};
+    __m512i lo[2], hi[2];
     for (int j = 0; j < 2; ++j) {
       const __m512i q = _mm512_loadu_si512(b.qs[4 * j]);
-      const __m512i lo = _mm512_and_si512(q, low4);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
-      const __m512 s = _mm512_permutexvar_ps(quad[j], scales);
-      acc_lo[j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ylo)), acc_lo[j]);
-      acc_hi[j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, yhi)), acc_hi[j]);
+      lo[j] = _mm512_and_si512(q, low4);
+      hi[j] = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+    }
+    for (int t = 0; t < NT; ++t) {
+      mins[t] = _mm256_add_ps(mins[t], _mm256_mul_ps(m, _mm256_set1_ps(as[t][i])));
+      const __m512 a = _mm512_set1_ps(ad[t][i]);
+      const __m512i ylo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[t][i].qs)));
+      const __m512i yhi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[t][i].qs + 16)));
+      for (int j = 0; j < 2; ++j) {
+        const __m512 scale = _mm512_mul_ps(dq[j], a);  // the reference's wd * ad, lane by lane
+        acc_lo[t][j] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[j], ylo)),
+                                       acc_lo[t][j]);
+        acc_hi[t][j] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[j], yhi)),
+                                       acc_hi[t][j]);
+      }
     }
   }
-  alignas(32) float m[kPackRows];
-  _mm256_store_ps(m, mins);
-  for (int j = 0; j < 2; ++j) {
-    alignas(64) float folded[16];
-    _mm512_store_ps(folded, _mm512_add_ps(acc_lo[j], acc_hi[j]));
-    for (int k = 0; k < 4; ++k) out[4 * j + k] = hsum_folded(_mm_load_ps(folded + 4 * k)) + m[4 * j + k];
+  for (int t = 0; t < NT; ++t) {
+    alignas(32) float mt[kPackRows];
+    _mm256_store_ps(mt, mins[t]);
+    for (int j = 0; j < 2; ++j) {
+      alignas(64) float folded[16];
+      _mm512_store_ps(folded, _mm512_add_ps(acc_lo[t][j], acc_hi[t][j]));
+      for (int k = 0; k < 4; ++k) out[t][4 * j + k] = hsum_folded(_mm_load_ps(folded + 4 * k)) + mt[4 * j + k];
+    }
   }
 }
 
@@ -234,13 +251,32 @@ void packed_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
   std::size_t r = r0;
   for (; r + kPackRows <= r1 && r < packed_end; r += kPackRows) {
     const std::size_t g = r / kPackRows;
+    if (v.type == DType::kQ4_1) {
+      const auto* w = reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb;
+      const BlockQ8_1* y[2];
+      const float *ad[2], *as[2];
+      float* out[2];
+      for (std::size_t t = 0; t < v.tokens;) {
+        const std::size_t n = v.tokens - t >= 2 ? 2 : 1;
+        for (std::size_t k = 0; k < n; ++k) {
+          y[k] = reinterpret_cast<const BlockQ8_1*>(v.act + (t + k) * v.act_row_bytes);
+          ad[k] = v.scales + 2 * nb * (t + k);
+          as[k] = ad[k] + nb;
+          out[k] = v.y + (t + k) * v.rows + r;
+        }
+        if (n == 2) {
+          group_q4_1_512<2>(w, y, ad, as, nb, out);
+        } else {
+          group_q4_1_512<1>(w, y, ad, as, nb, out);
+        }
+        t += n;
+      }
+      continue;
+    }
     for (std::size_t t = 0; t < v.tokens; ++t) {
       const std::byte* act = v.act + t * v.act_row_bytes;
       const float* d = v.scales + 2 * nb * t;
-      if (v.type == DType::kQ4_1) {
-        group_q4_1_512(reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_1*>(act),
-                       d, d + nb, nb, v.y + t * v.rows + r);
-      } else {
+      {
         group_q8_0_512(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_0*>(act),
                        d, nb, v.y + t * v.rows + r);
       }
