@@ -126,14 +126,15 @@ TEST_P(CpuIsaLevel, MatmulEqualsTheScalarLevelBitForBit) {
 
 TEST_P(CpuIsaLevel, MatmulOnTheLevelsPackedWeightsEqualsTheScalarLevelBitForBit) {
   // The level's re-layout of the weight (pack_weight), where it has one: whole groups of rows from
-  // it and the rest from the stored rows, on 1 token (where it is read) and on more (where it is
-  // not); row counts around the group size and past several pool tiles, cols of one block and more.
+  // it and the rest from the stored rows, at token counts that take every path of the levels'
+  // group kernels; row counts around the group size and past several pool tiles, cols of one block
+  // and more.
   for (DType type : kWeightTypes) {
     for (std::size_t rows : {5u, 8u, 37u, 64u, 100u}) {
       for (std::size_t cols : {32u, 576u}) {
         const auto w = make_weights(type, rows, cols, static_cast<std::uint32_t>(rows * cols));
         const std::vector<std::byte> packed = pack_weight(level(), type, w.data(), rows, cols);
-        for (std::size_t tokens : {1u, 3u}) {
+        for (std::size_t tokens : {1u, 3u, 6u, 9u}) {  // the levels take tokens 4, 2 and 1 at a time
           const auto x = random_floats(tokens * cols, static_cast<std::uint32_t>(7 + rows + tokens), 2.0f);
           std::vector<float> got(tokens * rows), want(tokens * rows);
           matmul({w.data(), type, rows, cols, x.data(), got.data(), tokens, packed.empty() ? nullptr : packed.data()}, pool_,

@@ -253,18 +253,20 @@ void packed_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
     const std::size_t g = r / kPackRows;
     if (v.type == DType::kQ4_1) {
       const auto* w = reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb;
-      const BlockQ8_1* y[2];
-      const float *ad[2], *as[2];
-      float* out[2];
+      const BlockQ8_1* y[4];
+      const float *ad[4], *as[4];
+      float* out[4];
       for (std::size_t t = 0; t < v.tokens;) {
-        const std::size_t n = v.tokens - t >= 2 ? 2 : 1;
+        const std::size_t n = v.tokens - t >= 4 ? 4 : v.tokens - t >= 2 ? 2 : 1;
         for (std::size_t k = 0; k < n; ++k) {
           y[k] = reinterpret_cast<const BlockQ8_1*>(v.act + (t + k) * v.act_row_bytes);
           ad[k] = v.scales + 2 * nb * (t + k);
           as[k] = ad[k] + nb;
           out[k] = v.y + (t + k) * v.rows + r;
         }
-        if (n == 2) {
+        if (n == 4) {
+          group_q4_1_512<4>(w, y, ad, as, nb, out);
+        } else if (n == 2) {
           group_q4_1_512<2>(w, y, ad, as, nb, out);
         } else {
           group_q4_1_512<1>(w, y, ad, as, nb, out);
