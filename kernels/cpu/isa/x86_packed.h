@@ -1,11 +1,12 @@
-// Single-token quantised matmul over weights re-laid out eight rows at a time (the x86 levels).
-// Decode at batch 1 reads every weight once per token, and with the stored layout each block of a
-// row costs two fp16 conversions, a scalar scale, a broadcast and a scalar term of the minimum
-// before its dot product even starts. Here eight rows' block i sit together: their d (and m)
-// values convert in one instruction, their scales and minimum terms are one vector operation
-// each, and the dot products run two rows per register. Every lane still sees lane_kernels.h's
-// row_q4_1 / row_signed operations in the same order, so the results are the same bits as the
-// scalar reference's.
+// The quantised matmul over weights re-laid out eight rows at a time (the x86 levels; the engine
+// packs its weights once at load). With the stored layout each block of a row costs two fp16
+// conversions, a scalar scale, a broadcast and a scalar term of the minimum before its dot product
+// even starts. Here eight rows' block i sit together: their d (and m) values convert in one
+// instruction, their scales and minimum terms are one vector operation each, and the dot products
+// run two rows per register; a group of eight rows meets every token while its blocks are in L1.
+// Every lane still sees lane_kernels.h's row_q4_1 / row_signed operations in the same order, so
+// the results are the same bits as the scalar reference's. The avx512 level reads the same layout
+// (Q8_0 biased to unsigned bytes) with its own 512-bit group kernels.
 //
 // Include only from an x86 isa/*.cpp, after avx2_lanes.h.
 #pragma once
