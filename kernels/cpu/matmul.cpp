@@ -12,8 +12,9 @@
 namespace tiergate::kernels::cpu {
 namespace {
 
-// Per-thread scratch for activation scales and the level's packed activations (the matmul is
-// called from the engine thread only).
+// Per-thread scratch, reused from call to call: activation scales, the level's packed activations,
+// the call's views and tile offsets (the matmul is called from the engine thread only; the workers
+// see the caller's through references).
 std::vector<float>& scale_scratch() {
   thread_local std::vector<float> scales;
   return scales;
@@ -21,6 +22,15 @@ std::vector<float>& scale_scratch() {
 std::vector<std::byte>& pack_scratch() {
   thread_local std::vector<std::byte> packed;
   return packed;
+}
+
+std::vector<QuantMatmulView>& view_scratch() {
+  thread_local std::vector<QuantMatmulView> views;
+  return views;
+}
+std::vector<std::size_t>& tile_scratch() {
+  thread_local std::vector<std::size_t> first_tile;
+  return first_tile;
 }
 
 bool quantised(DType t) { return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0; }
@@ -85,8 +95,8 @@ void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std:
     }
   });
 
-  std::vector<QuantMatmulView> views;
-  views.reserve(ps.size());
+  std::vector<QuantMatmulView>& views = view_scratch();
+  views.clear();
   for (const MatmulParams& p : ps) {
     views.push_back({type, static_cast<const std::byte*>(p.weight), row_bytes(type, cols), p.rows, cols, act, act_bytes,
                      scales.data(), tokens, nullptr, p.y, static_cast<const std::byte*>(p.packed_weight)});
@@ -103,7 +113,8 @@ void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std:
   // Tiles of weight rows, numbered across the weights in order: a tile is read from memory once
   // and stays in cache for every token; one parallel pass covers them all.
   constexpr std::size_t kTile = 16;
-  std::vector<std::size_t> first_tile(views.size() + 1, 0);
+  std::vector<std::size_t>& first_tile = tile_scratch();
+  first_tile.assign(views.size() + 1, 0);
   for (std::size_t k = 0; k < views.size(); ++k) first_tile[k + 1] = first_tile[k] + (views[k].rows + kTile - 1) / kTile;
   pool.parallel_for(first_tile.back(), [&](std::size_t begin, std::size_t end) {
     for (std::size_t k = 0; k < views.size(); ++k) {

@@ -244,58 +244,45 @@ void group_q8_0_512(const PackedQ8_0x8* g, const BlockQ8_0* y, const float* ad, 
   }
 }
 
-// packed_rows with this level's group kernels.
-void packed_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
-  const std::size_t nb = v.cols / kQuantBlock;
-  const std::size_t packed_end = v.rows / kPackRows * kPackRows;
-  std::size_t r = r0;
-  for (; r + kPackRows <= r1 && r < packed_end; r += kPackRows) {
-    const std::size_t g = r / kPackRows;
-    if (v.type == DType::kQ4_1) {
-      const auto* w = reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb;
-      const BlockQ8_1* y[4];
-      const float *ad[4], *as[4];
-      float* out[4];
-      for (std::size_t t = 0; t < v.tokens;) {
-        const std::size_t n = v.tokens - t >= 4 ? 4 : v.tokens - t >= 2 ? 2 : 1;
-        for (std::size_t k = 0; k < n; ++k) {
-          y[k] = reinterpret_cast<const BlockQ8_1*>(v.act + (t + k) * v.act_row_bytes);
-          ad[k] = v.scales + 2 * nb * (t + k);
-          as[k] = ad[k] + nb;
-          out[k] = v.y + (t + k) * v.rows + r;
-        }
-        if (n == 4) {
-          group_q4_1_512<4>(w, y, ad, as, nb, out);
-        } else if (n == 2) {
-          group_q4_1_512<2>(w, y, ad, as, nb, out);
-        } else {
-          group_q4_1_512<1>(w, y, ad, as, nb, out);
-        }
-        t += n;
-      }
-      continue;
-    }
+// Rows r .. r+7 of a packed weight: Q4_1 four tokens at a time (then two, then one), Q8_0 token by
+// token.
+void group_rows_512(const QuantMatmulView& v, std::size_t r) {
+  const std::size_t nb = v.cols / kQuantBlock, g = r / kPackRows;
+  if (v.type == DType::kQ8_0) {
     for (std::size_t t = 0; t < v.tokens; ++t) {
-      const std::byte* act = v.act + t * v.act_row_bytes;
-      const float* d = v.scales + 2 * nb * t;
-      {
-        group_q8_0_512(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_0*>(act),
-                       d, nb, v.y + t * v.rows + r);
-      }
+      group_q8_0_512(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb,
+                     reinterpret_cast<const BlockQ8_0*>(v.act + t * v.act_row_bytes), v.scales + 2 * nb * t, nb,
+                     v.y + t * v.rows + r);
     }
+    return;
   }
-  // The rows past the last whole group, from the stored layout.
-  for (; r < r1; ++r) {
-    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTokensPerPass) {
-      row_times_tokens<V>(v, r, t0, v.tokens - t0 < kTokensPerPass ? v.tokens - t0 : kTokensPerPass);
+  const auto* w = reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb;
+  const BlockQ8_1* y[4];
+  const float *ad[4], *as[4];
+  float* out[4];
+  for (std::size_t t = 0; t < v.tokens;) {
+    const std::size_t n = v.tokens - t >= 4 ? 4 : v.tokens - t >= 2 ? 2 : 1;
+    for (std::size_t k = 0; k < n; ++k) {
+      y[k] = reinterpret_cast<const BlockQ8_1*>(v.act + (t + k) * v.act_row_bytes);
+      ad[k] = v.scales + 2 * nb * (t + k);
+      as[k] = ad[k] + nb;
+      out[k] = v.y + (t + k) * v.rows + r;
     }
+    if (n == 4) {
+      group_q4_1_512<4>(w, y, ad, as, nb, out);
+    } else if (n == 2) {
+      group_q4_1_512<2>(w, y, ad, as, nb, out);
+    } else {
+      group_q4_1_512<1>(w, y, ad, as, nb, out);
+    }
+    t += n;
   }
 }
 
 void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
   // A packed weight (the engine's): x86_packed.h, at least as fast as the token pairs below at every
   // batch here. The pairs and the two-row path serve weights nobody packed.
-  if (has_packed(v)) return packed_rows_512(v, r0, r1);
+  if (has_packed(v)) return packed_rows(v, r0, r1, group_rows_512);
   const std::size_t nb = v.cols / kQuantBlock;
   const bool pairs_ok = paired(v) && v.packed != nullptr;
   const auto* pairs = reinterpret_cast<const PackedPair*>(v.packed);
