@@ -142,6 +142,12 @@ def cells(driver):
     return {tuple(json.loads(k)): (v, text) for k, v, text in rows}
 
 
+def server_time(driver):
+    """The page's data-server-time, read in a script: sign-in replaces the body, so an element
+    handle found before that can be stale when it is read."""
+    return int(driver.execute_script("return document.body.getAttribute('data-server-time')") or 0)
+
+
 def test_the_page_shows_what_admin_qos_says(server, loaded):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -153,13 +159,9 @@ def test_the_page_shows_what_admin_qos_says(server, loaded):
         driver.find_element(By.ID, "key").send_keys(server["keys"]["admin"])
         driver.find_element(By.ID, "sign-in").click()
         # Wait for a poll newer than the report the test read (the server is idle: same numbers).
-        WebDriverWait(driver, 60).until(
-            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-server-time") or 0)
-            > report["server_time_unix_ms"])
+        WebDriverWait(driver, 60).until(lambda d: server_time(d) > report["server_time_unix_ms"])
         report = json.loads(call(server, "/admin/qos")[1])
-        WebDriverWait(driver, 60).until(
-            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-server-time") or 0)
-            > report["server_time_unix_ms"])
+        WebDriverWait(driver, 60).until(lambda d: server_time(d) > report["server_time_unix_ms"])
         seen = cells(driver)
         after = json.loads(call(server, "/admin/qos")[1])
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
