@@ -50,7 +50,7 @@ struct EngineConfig {
   std::size_t max_running = 64;    // sequences one step carries (more may be resident, resting)
   std::size_t token_budget = 512;  // tokens per step, decode + prefill chunks
   std::size_t threads = 0;         // CPU threads; 0 = all cores
-  kernels::DType kv_dtype = kernels::DType::kF16;  // F16 agrees with llama.cpp to the bit
+  kernels::DType kv_dtype = kernels::DType::kF16;  // F16: ggml's flash-attention arithmetic
 };
 
 struct EngineRequest {

@@ -1,6 +1,6 @@
 // The KV memory: for every layer, key and value pools of num_blocks blocks of block_size tokens
 // (the layout of kernels::PagedKv), in F16 (the default: half the memory, and the CPU attention
-// kernel then reproduces llama.cpp's flash attention to the bit) or F32. The BlockManager decides which block holds what; this
+// kernel then computes llama.cpp's flash-attention recurrence to the bit) or F32. The BlockManager decides which block holds what; this
 // class only owns the bytes. Engine-thread only.
 #pragma once
 

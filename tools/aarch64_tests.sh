@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-compiles the kernel and engine tests for AArch64 (tests/aarch64) and runs them under
 # qemu-user: every CPU kernel level of that architecture (scalar, neon, neon-dotprod) against the
-# scalar reference, and the engine (greedy output equal to llama.cpp's fixtures) on NEON.
+# scalar reference, and the engine (greedy output against llama.cpp's fixtures) on NEON.
 # Correctness, not speed. Run by ctest as aarch64_qemu_tests; extra arguments go to ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,6 @@ cmake --build "$build" -- -j"${AARCH64_JOBS:-2}"
 # minutes emulated) are left out of the suite: every kernel level is checked bit for bit against
 # the scalar level, which the native suite checks against llama.cpp's logits, and the engine's
 # GGUF, tokenizer and sampler tests run on AArch64. `bash tools/aarch64_tests.sh -R .` runs
-# everything (the teacher-forced comparison with llama.cpp passes on neon-dotprod).
+# everything.
 if (($# == 0)); then set -- -E '^Engine\.|^GreedyReference\.(FreeRunning|BatchInvariance|TeacherForced)'; fi
 ctest --test-dir "$build" --output-on-failure -j"${AARCH64_JOBS:-2}" "$@"

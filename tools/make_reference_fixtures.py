@@ -10,6 +10,8 @@ GGUF, so that tiergate is checked against an independent implementation:
 llama.cpp is run with flash attention on (its F16 KV path) and one token per llama_decode call, with
 a context under 512 cells: that keeps every step on ggml's single-query flash-attention kernel,
 whose arithmetic tiergate's CPU engine reproduces exactly (see kernels/cpu/paged_attention.cpp).
+Its quantised matmul sums in another order (kernels/cpu/isa_kernels.h), so the tests compare up to
+near ties (tests/engine/model_fixture.h).
 
 Usage (from the repo root, after `bash tools/fetch_model.sh`):
   python3 -m venv /tmp/llama && /tmp/llama/bin/pip install llama-cpp-python==0.3.36

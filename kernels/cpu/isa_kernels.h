@@ -1,8 +1,9 @@
 // The table of per-instruction-set kernels: one entry per ISA level (kernels/cpu/isa/*.cpp, each
 // compiled with its own -m flags), chosen at run time by cpu_isa.h. Every level computes the same
-// arithmetic, lane for lane: the order of ggml's AVX-512 build (8 int32 lanes per quantised block,
-// fp32 sums in 4 x 16 lanes, flash attention with an fp16 accumulator, SiLU's polynomial exp), so
-// greedy output does not depend on the CPU. The scalar level is that arithmetic written out in
+// arithmetic, so greedy output does not depend on the CPU: the quantised matmul as exact int32
+// block sums fused into each row's float sum block by block (lane_kernels.h), float dot products
+// in ggml's AVX-512 order (fp32 sums in 4 x 16 lanes), ggml's flash attention with an fp16
+// accumulator and SiLU's polynomial exp. The scalar level is that arithmetic written out in
 // portable C++: the reference the others are tested against, bit for bit.
 // Stateless function pointers; any thread. Entries receive plain views and never allocate.
 #pragma once

@@ -3,12 +3,12 @@
 // shape, whose seeded weights (the `--load-format dummy` constructor's) the test also writes as an
 // F16 GGUF so that the CPU executor runs the very same model.
 //
-// The CPU engine is bit-exact with llama.cpp, so the fixtures' greedy continuations and top-2
-// gaps are the CPU engine's. The GPU computes in fp16 weights / fp32 accumulation rather than
-// ggml's quantised int8 dot products, so logits differ slightly: greedy tokens must agree up to
-// the first step where the CPU's top-2 logits are within kNearTie of each other (half precision
-// may legitimately break such a near-tie), logits and logprobs within the tolerances stated
-// below, and everything must stay finite.
+// The fixtures' greedy continuations and top-2 gaps are llama.cpp's, which the CPU engine follows
+// up to near ties (testing::kNearTie). The GPU computes in fp16 weights / fp32 accumulation rather
+// than quantised int8 dot products, so logits differ slightly: greedy tokens must agree up to the
+// first step where llama.cpp's top-2 logits are within kNearTie of each other (another arithmetic
+// may legitimately break such a near-tie), logits and logprobs within the tolerances stated below
+// against the CPU engine, and everything must stay finite.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -34,7 +34,7 @@
 namespace tiergate::engine {
 namespace {
 
-constexpr double kNearTie = 1e-2;
+using testing::kNearTie;
 
 using FixtureCase = testing::GreedyCase;
 
@@ -385,7 +385,7 @@ TEST(CudaExecutor, TeacherForcedLogitsMatchTheCpu) {
     }
   }
   report("smollm2", worst);
-  EXPECT_GT(compared, 100u) << "too few steps before near-ties to say much";
+  EXPECT_GT(compared, 50u) << "too few steps before near-ties to say much";
 }
 
 // The whole engine on the GPU (chunked prefill, decode, block tables growing step by step),

@@ -1,18 +1,24 @@
 // The CPU engine against llama.cpp on the same GGUF (fixtures from tools/make_reference_fixtures.py,
 // llama.cpp run with flash attention on its F16 KV cache, one token per decode).
 //
-// The engine reproduces llama.cpp's arithmetic to the bit: the same quantised dot products and
-// activation quantisation, ggml's summation orders, its flash-attention recurrence with an fp16
-// accumulator, and its vectorised exp in SiLU. So the checks are strict:
+// The engine computes llama.cpp's model with its own summation order in the quantised matmul
+// (exact int32 block sums, rows in the lanes: isa_kernels.h), the same on every ISA level. The
+// rest (activation quantisation, flash-attention recurrence with an fp16 accumulator, SiLU's
+// vectorised exp) is ggml's to the bit. Logits therefore differ from llama.cpp's by rounding,
+// magnified by the int8 activation quantisation of every layer, and argmaxes may differ at near
+// ties (testing::kNearTie), as llama.cpp's AVX2 and AVX-512 builds differ from each other:
 //   - prompts tokenize identically;
-//   - free-running greedy decoding gives identical tokens for the first 32 generated tokens (a
-//     divergence would be accepted only at a llama.cpp top-2 gap below 1e-3, a genuine tie);
-//   - teacher-forced on llama.cpp's continuation, every position's argmax is llama.cpp's and the
-//     top-2 gap equals llama.cpp's (as stored, to 5 decimals);
+//   - free-running greedy decoding gives identical tokens for the first 32 generated tokens, or
+//     diverges at a llama.cpp near tie;
+//   - teacher-forced on llama.cpp's continuation, each position's argmax is llama.cpp's or both
+//     sides call it a near tie; at least 90% of positions agree, top-2 gaps agree within 1.0
+//     each and 0.2 on average;
 //   - batch invariance: a request's greedy output is the same alone or batched with 15 others.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <iostream>
 #include <map>
 
 #include "engine/cpu_executor.h"
@@ -22,7 +28,7 @@ namespace tiergate::engine {
 namespace {
 
 constexpr std::size_t kCompared = 32;
-constexpr double kTieGap = 1e-3;
+using testing::kNearTie;
 
 using FixtureCase = testing::GreedyCase;
 
@@ -31,10 +37,11 @@ TEST(GreedyReference, PromptsTokenizeIdentically) {
   for (const FixtureCase& c : testing::load_greedy_cases()) EXPECT_EQ(model->tokenizer().encode(c.prompt, true), c.prompt_ids);
 }
 
-TEST(GreedyReference, TeacherForcedLogitsMatchLlamaCpp) {
+TEST(GreedyReference, TeacherForcedArgmaxesAndGapsAgreeWithLlamaCpp) {
   TG_REQUIRE_MODEL(model);
   const std::size_t vocab = model->config().vocab_size;
-  std::size_t positions = 0;
+  std::size_t positions = 0, agreeing = 0;
+  double gap_error_sum = 0;
   for (const FixtureCase& c : testing::load_greedy_cases()) {
     // One prefill of prompt + llama.cpp's continuation, logits at every generated position.
     std::vector<TokenId> all = c.prompt_ids;
@@ -58,10 +65,23 @@ TEST(GreedyReference, TeacherForcedLogitsMatchLlamaCpp) {
       std::partial_sort(top.begin(), top.begin() + 2, top.end(), std::greater<>());
       const auto ours = static_cast<TokenId>(std::max_element(l, l + vocab) - l);
       ++positions;
-      EXPECT_EQ(ours, c.greedy[i]) << "generated token " << i << " of \"" << c.prompt.substr(0, 40) << "\"";
-      EXPECT_NEAR(top[0] - top[1], c.gaps[i], 1e-4) << "generated token " << i;
+      const double gap = top[0] - top[1], llama_choice_margin = top[0] - l[c.greedy[i]];
+      if (ours == c.greedy[i]) {
+        ++agreeing;
+        gap_error_sum += std::fabs(gap - c.gaps[i]);
+        EXPECT_LT(std::fabs(gap - c.gaps[i]), 1.0) << "generated token " << i << " of \"" << c.prompt.substr(0, 40) << "\"";
+      } else {
+        EXPECT_TRUE(c.gaps[i] < kNearTie && llama_choice_margin < kNearTie)
+            << "generated token " << i << " of \"" << c.prompt.substr(0, 40) << "\": ours " << ours << ", llama.cpp "
+            << c.greedy[i] << " (llama.cpp's gap " << c.gaps[i] << ", its token " << llama_choice_margin
+            << " below our top)";
+      }
     }
   }
+  std::cout << agreeing << " of " << positions << " positions take llama.cpp's argmax; mean top-2 gap error "
+            << gap_error_sum / static_cast<double>(agreeing) << "\n";
+  EXPECT_GE(static_cast<double>(agreeing), 0.9 * static_cast<double>(positions));
+  EXPECT_LT(gap_error_sum / static_cast<double>(agreeing), 0.2);
   EXPECT_GT(positions, 300u);
 }
 
@@ -103,7 +123,7 @@ std::map<int, std::vector<TokenId>> greedy_batch(const Model& model, const std::
   return out;
 }
 
-TEST(GreedyReference, FreeRunningGreedyMatchesLlamaCpp) {
+TEST(GreedyReference, FreeRunningGreedyMatchesLlamaCppUpToANearTie) {
   TG_REQUIRE_MODEL(model);
   std::size_t identical = 0;
   const std::vector<FixtureCase> cases = testing::load_greedy_cases();
@@ -116,7 +136,7 @@ TEST(GreedyReference, FreeRunningGreedyMatchesLlamaCpp) {
       ++identical;
       continue;
     }
-    EXPECT_LT(c.gaps[i], kTieGap) << "\"" << c.prompt.substr(0, 40) << "\" diverges at generated token " << i
+    EXPECT_LT(c.gaps[i], kNearTie) << "\"" << c.prompt.substr(0, 40) << "\" diverges at generated token " << i
                                   << ": ours " << got[i] << ", llama.cpp " << c.greedy[i] << " (gap " << c.gaps[i] << ")";
   }
   std::cout << identical << " of " << cases.size() << " prompts identical for " << kCompared << " tokens\n";

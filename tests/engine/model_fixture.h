@@ -74,12 +74,20 @@ inline simdjson::dom::element load_fixture(simdjson::dom::parser& parser, const 
 }
 
 // tests/engine/fixtures/greedy_continuations.json: llama.cpp's greedy continuations of the
-// prompt corpus (= the CPU engine's, which is bit-exact with it) and their top-2 logit gaps.
+// prompt corpus and their top-2 logit gaps.
 struct GreedyCase {
   std::string prompt;
   std::vector<TokenId> prompt_ids, greedy;
   std::vector<double> gaps;
 };
+
+// A top-2 gap below which two implementations whose arithmetic differs may legitimately choose
+// differently. Every activation is quantised to int8 before each matmul, so a last-bit difference
+// can move an element a whole quantisation step and the logits by a few tenths: the CPU engine's
+// flips against llama.cpp's fixture all lie at llama.cpp gaps below 0.25. llama.cpp's own AVX2
+// build against its AVX-512 build (the fixture's) shows the same: 1 of 8 prompts identical for 32
+// tokens, top-2 gaps 0.12 apart on average, every divergence at a gap below 0.22.
+inline constexpr double kNearTie = 0.3;
 
 inline std::vector<GreedyCase> load_greedy_cases() {
   simdjson::dom::parser parser;

@@ -1,5 +1,6 @@
 // kernels/cpu/*: every ISA level this binary has (isa_kernels.h) against the scalar level, bit for
-// bit, on the same params structs; the scalar level against independent references (dot products
+// bit, on the same params structs; the quantised matmul against its arithmetic written out from
+// the formats; the scalar level against independent references (dot products
 // of the dequantised rows in double, plain contiguous attention in double, expf); activation
 // quantisation's per-element error; fp16 conversions; the run-time choice of level. Levels the
 // CPU lacks are skipped with a message naming the level and the CPU.
@@ -103,8 +104,8 @@ class CpuIsaLevel : public ::testing::TestWithParam<CpuIsa> {
 };
 
 TEST_P(CpuIsaLevel, MatmulEqualsTheScalarLevelBitForBit) {
-  // 1 token (two-row paths), even counts (token pairs), odd counts (pairs plus a single tail),
-  // more than one pass of 8 tokens; an odd number of rows (a partial row pair and tile).
+  // 1 token, token counts around the stored-layout pass of 8; an odd number of rows (a partial
+  // pool tile).
   const std::size_t rows = 37, cols = 576;
   for (std::uint32_t seed = 1; seed <= 4; ++seed) {
     for (DType type : kWeightTypes) {
@@ -130,11 +131,11 @@ TEST_P(CpuIsaLevel, MatmulOnTheLevelsPackedWeightsEqualsTheScalarLevelBitForBit)
   // group kernels; row counts around the group size and past several pool tiles, cols of one block
   // and more.
   for (DType type : kWeightTypes) {
-    for (std::size_t rows : {5u, 8u, 37u, 64u, 100u}) {
+    for (std::size_t rows : {5u, 8u, 16u, 37u, 64u, 100u}) {
       for (std::size_t cols : {32u, 576u}) {
         const auto w = make_weights(type, rows, cols, static_cast<std::uint32_t>(rows * cols));
         const std::vector<std::byte> packed = pack_weight(level(), type, w.data(), rows, cols);
-        for (std::size_t tokens : {1u, 3u, 6u, 9u}) {  // the levels take tokens 4, 2 and 1 at a time
+        for (std::size_t tokens : {1u, 3u, 6u, 9u}) {  // the group kernels take 1 to 4 tokens at a time
           const auto x = random_floats(tokens * cols, static_cast<std::uint32_t>(7 + rows + tokens), 2.0f);
           std::vector<float> got(tokens * rows), want(tokens * rows);
           matmul({w.data(), type, rows, cols, x.data(), got.data(), tokens, packed.empty() ? nullptr : packed.data()}, pool_,
@@ -253,6 +254,71 @@ DequantisedActivation dequantised_activation(DType weight, const float* x, std::
     for (std::size_t j = 0; j < kQuantBlock; ++j) out.a[i * kQuantBlock + j] = qs[j] * d;
   }
   return out;
+}
+
+// isa_kernels.h's matmul arithmetic written out from the formats alone: per block the exact
+// integer Σ w·y, acc = fma(d_w·d_y, Σ, acc) block after block; Q4_1 also mins = fma(m_w, s_y, mins)
+// and y = acc + mins.
+float block_sum_reference(DType type, const std::byte* w, const std::byte* act, std::size_t cols) {
+  float acc = 0.0f, mins = 0.0f;
+  for (std::size_t i = 0; i < cols / kQuantBlock; ++i) {
+    long sum = 0;
+    float dw, dy;
+    if (type == DType::kQ4_1) {
+      const auto& b = reinterpret_cast<const BlockQ4_1*>(w)[i];
+      const auto& y = reinterpret_cast<const BlockQ8_1*>(act)[i];
+      for (std::size_t j = 0; j < 16; ++j) sum += (b.qs[j] & 0x0F) * y.qs[j] + (b.qs[j] >> 4) * y.qs[j + 16];
+      dw = half_to_float(b.d), dy = half_to_float(y.d);
+      mins = std::fma(half_to_float(b.m), half_to_float(y.s), mins);
+    } else {
+      const auto& y = reinterpret_cast<const BlockQ8_0*>(act)[i];
+      if (type == DType::kQ8_0) {
+        const auto& b = reinterpret_cast<const BlockQ8_0*>(w)[i];
+        for (std::size_t j = 0; j < 32; ++j) sum += b.qs[j] * y.qs[j];
+        dw = half_to_float(b.d);
+      } else {
+        const auto& b = reinterpret_cast<const BlockQ4_0*>(w)[i];
+        for (std::size_t j = 0; j < 16; ++j) sum += ((b.qs[j] & 0x0F) - 8) * y.qs[j] + ((b.qs[j] >> 4) - 8) * y.qs[j + 16];
+        dw = half_to_float(b.d);
+      }
+      dy = half_to_float(y.d);
+    }
+    acc = std::fma(dw * dy, static_cast<float>(sum), acc);
+  }
+  return acc + mins;
+}
+
+TEST_P(CpuIsaLevel, QuantisedMatmulIsExactBlockSumsFusedBlockByBlock) {
+  // Bit for bit, on the stored and (where the level has one) the packed layout, at row counts
+  // around both x86 group sizes (8 and 16) and token counts that take every path.
+  for (DType type : kQuantTypes) {
+    for (std::size_t rows : {3u, 16u, 24u, 40u}) {
+      const std::size_t cols = 96;
+      const auto w = make_weights(type, rows, cols, static_cast<std::uint32_t>(31 + rows));
+      const std::vector<std::byte> packed = pack_weight(level(), type, w.data(), rows, cols);
+      for (std::size_t tokens : {1u, 5u}) {
+        const auto x = random_floats(tokens * cols, static_cast<std::uint32_t>(rows + tokens), 3.0f);
+        std::vector<std::byte> act(activation_row_bytes(type, cols) * tokens);
+        for (std::size_t t = 0; t < tokens; ++t) {
+          quantize_activation_row(type, x.data() + t * cols, act.data() + t * activation_row_bytes(type, cols), cols);
+        }
+        for (const void* pw : {static_cast<const void*>(nullptr), static_cast<const void*>(packed.data())}) {
+          if (pw != nullptr && packed.empty()) continue;
+          std::vector<float> got(tokens * rows);
+          matmul({w.data(), type, rows, cols, x.data(), got.data(), tokens, pw}, pool_, scratch_, level());
+          for (std::size_t t = 0; t < tokens; ++t) {
+            for (std::size_t r = 0; r < rows; ++r) {
+              const float want = block_sum_reference(type, w.data() + r * row_bytes(type, cols),
+                                                     act.data() + t * activation_row_bytes(type, cols), cols);
+              ASSERT_TRUE(same_bits(got[t * rows + r], want))
+                  << "type " << static_cast<int>(type) << " rows " << rows << " token " << t << " row " << r
+                  << (pw ? " (packed)" : "") << ": " << got[t * rows + r] << " vs " << want;
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_P(CpuIsaLevel, QuantisedMatmulEqualsTheDotOfTheDequantisedRows) {

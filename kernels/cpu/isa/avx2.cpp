@@ -9,92 +9,102 @@
 namespace tiergate::kernels::cpu::avx2_isa {
 namespace {
 
-// Lanes [s_a x4 | s_b x4] of the eight rows' scales, for the row pair (a, b) = (2k, 2k + 1).
-__m256 pair_scale(__m256 scales, int k) {
-  return _mm256_permutevar8x32_ps(scales, _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1,
-                                                            2 * k + 1, 2 * k + 1));
-}
+constexpr std::size_t kRows = 8;  // rows per packed group: one 32-bit lane each
+using PackedQ4 = PackedQ4_1<kRows>;
+using PackedQ8 = PackedQ8_0<kRows>;
 
-// A row pair's accumulators hold [a lanes 0..3 | b lanes 0..3] (the low nibbles' products) and
-// [a lanes 4..7 | b lanes 4..7] (the high ones'): adding them is the first step of each row's sum.
-void store_pair(__m256 lo, __m256 hi, float* out) {
-  const __m256 folded = _mm256_add_ps(lo, hi);
-  out[0] = hsum_folded(_mm256_castps256_ps128(folded));
-  out[1] = hsum_folded(_mm256_extractf128_ps(folded, 1));
-}
+__m256i quad(const std::int8_t* qs, std::size_t j) { return _mm256_set1_epi32(act_quad(qs, j)); }
 
-void group_q4_1(const PackedQ4_1x8* g, const BlockQ8_1* y, const float* ad, const float* as, std::size_t nb,
-                float* out) {
-  using V = Avx2Lanes;
-  __m256 acc_lo[4], acc_hi[4];
-  for (int k = 0; k < 4; ++k) acc_lo[k] = acc_hi[k] = _mm256_setzero_ps();
-  __m256 mins = _mm256_setzero_ps();
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+// The 8 rows of one packed group against tokens t0 .. t0 + T - 1. A block's byte products sum in
+// int16 (8 maddubs results of at most 2 · 15 · 128 each: no overflow), then once into int32.
+template <std::size_t T>
+void group_q4_1(const QuantMatmulView& v, const PackedQ4* g, std::size_t r, std::size_t t0) {
+  const std::size_t nb = v.cols / kQuantBlock;
+  const BlockQ8_1* y[T];
+  const float* sc[T];
+  __m256 acc[T], mins[T];
+  for (std::size_t t = 0; t < T; ++t) {
+    y[t] = reinterpret_cast<const BlockQ8_1*>(v.act + (t0 + t) * v.act_row_bytes);
+    sc[t] = v.scales + 2 * nb * (t0 + t);
+    acc[t] = mins[t] = _mm256_setzero_ps();
+  }
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (std::size_t i = 0; i < nb; ++i) {
-    const PackedQ4_1x8& b = g[i];
+    const PackedQ4& b = g[i];
+    __m256i sum[T];
+    for (std::size_t t = 0; t < T; ++t) sum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (std::size_t j = 0; j < 4; ++j) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs[j]));
+      const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      for (std::size_t t = 0; t < T; ++t) {
+        sum[t] = _mm256_add_epi16(sum[t], _mm256_maddubs_epi16(lo, quad(y[t][i].qs, j)));
+        sum[t] = _mm256_add_epi16(sum[t], _mm256_maddubs_epi16(hi, quad(y[t][i].qs, j + 4)));
+      }
+    }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d)));
-    const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.m)));
-    mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(as[i])));
-    const __m256 scales = _mm256_mul_ps(d, _mm256_set1_ps(ad[i]));
-    // Elements 0..15 of the token's block against the low nibbles, 16..31 against the high ones.
-    const __m256i ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs)));
-    const __m256i yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs + 16)));
-    for (int k = 0; k < 4; ++k) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs[2 * k]));
-      const __m256i lo = _mm256_and_si256(q, low4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-      const __m256 s = pair_scale(scales, k);
-      acc_lo[k] = _mm256_fmadd_ps(s, V::cvt(V::dot_us(lo, ylo)), acc_lo[k]);
-      acc_hi[k] = _mm256_fmadd_ps(s, V::cvt(V::dot_us(hi, yhi)), acc_hi[k]);
+    for (std::size_t t = 0; t < T; ++t) {
+      const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum[t], ones));
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(sc[t][i])), s, acc[t]);
     }
   }
-  alignas(32) float m[kPackRows];
-  _mm256_store_ps(m, mins);
-  for (int k = 0; k < 4; ++k) {
-    store_pair(acc_lo[k], acc_hi[k], out + 2 * k);
-    out[2 * k] += m[2 * k];
-    out[2 * k + 1] += m[2 * k + 1];
-  }
-}
-
-void group_q8_0(const PackedQ8_0x8* g, const BlockQ8_0* y, const float* ad, std::size_t nb, float* out) {
-  using V = Avx2Lanes;
-  // One accumulator per row; lanes as the reference's.
-  __m256 acc[kPackRows];
-  for (auto& a : acc) a = _mm256_setzero_ps();
   for (std::size_t i = 0; i < nb; ++i) {
-    const PackedQ8_0x8& b = g[i];
-    alignas(32) float scales[kPackRows];
-    _mm256_store_ps(scales,
-                    _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d))),
-                                  _mm256_set1_ps(ad[i])));
-    const __m256i qy = V::load_b(y[i].qs);
-    for (std::size_t r = 0; r < kPackRows; ++r) {
-      const V::SignedW w = V::signed_weights(V::load_b(b.qs[r]));
-      acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scales + r), V::cvt(V::dot_signed(w, qy)), acc[r]);
-    }
+    const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[i].m)));
+    for (std::size_t t = 0; t < T; ++t) mins[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(sc[t][nb + i]), mins[t]);
   }
-  for (std::size_t r = 0; r < kPackRows; ++r) out[r] = V::hsum(acc[r]);
+  for (std::size_t t = 0; t < T; ++t) _mm256_storeu_ps(v.y + (t0 + t) * v.rows + r, _mm256_add_ps(acc[t], mins[t]));
 }
 
-// Rows r .. r+7 of a packed weight, token by token.
-void group_rows(const QuantMatmulView& v, std::size_t r) {
-  const std::size_t nb = v.cols / kQuantBlock, g = r / kPackRows;
-  for (std::size_t t = 0; t < v.tokens; ++t) {
-    const std::byte* act = v.act + t * v.act_row_bytes;
-    const float* d = v.scales + 2 * nb * t;
-    if (v.type == DType::kQ4_1) {
-      group_q4_1(reinterpret_cast<const PackedQ4_1x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_1*>(act), d,
-                 d + nb, nb, v.y + t * v.rows + r);
-    } else {
-      group_q8_0(reinterpret_cast<const PackedQ8_0x8*>(v.packed_weight) + g * nb, reinterpret_cast<const BlockQ8_0*>(act), d,
-                 nb, v.y + t * v.rows + r);
+// Q8_0: |w| times y with w's sign, int16 pairs (at most 2 · 128 · 127) widened at once to int32.
+template <std::size_t T>
+void group_q8_0(const QuantMatmulView& v, const PackedQ8* g, std::size_t r, std::size_t t0) {
+  const std::size_t nb = v.cols / kQuantBlock;
+  const BlockQ8_0* y[T];
+  const float* sc[T];
+  __m256 acc[T];
+  for (std::size_t t = 0; t < T; ++t) {
+    y[t] = reinterpret_cast<const BlockQ8_0*>(v.act + (t0 + t) * v.act_row_bytes);
+    sc[t] = v.scales + 2 * nb * (t0 + t);
+    acc[t] = _mm256_setzero_ps();
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (std::size_t i = 0; i < nb; ++i) {
+    const PackedQ8& b = g[i];
+    __m256i sum[T];
+    for (std::size_t t = 0; t < T; ++t) sum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (std::size_t j = 0; j < 8; ++j) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs[j]));
+      const __m256i aw = _mm256_abs_epi8(w);  // |-128| reads as 128 unsigned
+      for (std::size_t t = 0; t < T; ++t) {
+        const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(quad(y[t][i].qs, j), w));
+        sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(p, ones));
+      }
     }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d)));
+    for (std::size_t t = 0; t < T; ++t) {
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(sc[t][i])), _mm256_cvtepi32_ps(sum[t]), acc[t]);
+    }
+  }
+  for (std::size_t t = 0; t < T; ++t) _mm256_storeu_ps(v.y + (t0 + t) * v.rows + r, acc[t]);
+}
+
+// Rows r .. r+7 of a packed weight, four tokens at a time.
+void group_rows(const QuantMatmulView& v, std::size_t r) {
+  const std::size_t nb = v.cols / kQuantBlock, g = r / kRows;
+  for (std::size_t t0 = 0; t0 < v.tokens; t0 += 4) {
+    with_tokens(v.tokens - t0, [&]<std::size_t T>() {
+      if (v.type == DType::kQ4_1) {
+        group_q4_1<T>(v, reinterpret_cast<const PackedQ4*>(v.packed_weight) + g * nb, r, t0);
+      } else {
+        group_q8_0<T>(v, reinterpret_cast<const PackedQ8*>(v.packed_weight) + g * nb, r, t0);
+      }
+    });
   }
 }
 
 void quant_rows_avx2(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
-  if (has_packed(v)) return packed_rows(v, r0, r1, group_rows);
+  if (has_packed(v)) return packed_rows<kRows>(v, r0, r1, group_rows);
   quant_rows<Avx2Lanes>(v, r0, r1);
 }
 
@@ -105,8 +115,8 @@ const IsaKernels& table() {
     IsaKernels k = lane_table<Avx2Lanes>(CpuIsa::kAvx2);
     k.quantize_activations = quantize_activations_avx2;
     k.quant_rows = quant_rows_avx2;
-    k.weight_pack_bytes = weight_pack_bytes;
-    k.pack_weight = pack_weight;
+    k.weight_pack_bytes = weight_pack_bytes<kRows>;
+    k.pack_weight = pack_weight<kRows, false>;
     return k;
   }();
   return t;

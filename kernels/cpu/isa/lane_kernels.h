@@ -1,7 +1,7 @@
 // The CPU kernels' arithmetic written once, over a level's lane type V (isa/*_lanes.h): 8 float
 // lanes (V::F), 8 int32 lanes (V::I) and 32 int8 lanes (V::B), with each operation rounding as
 // one IEEE operation, so every level that instantiates these templates computes the same bits.
-// The order is ggml's AVX-512 build's (see isa_kernels.h); the scalar level instantiates them with
+// The order is the one isa_kernels.h states; the scalar level instantiates them with
 // plain arrays and is the reference.
 //
 // Include only from a kernels/cpu/isa/*.cpp, after defining TG_ISA_NS: everything here then has
@@ -29,21 +29,20 @@ namespace {
 constexpr std::size_t kTokensPerPass = 8;  // activation rows that share one unpacked weight block
 
 // ---- quantised matmul: one weight row against up to kTokensPerPass activation rows ----
-// Per token and block: 8 int32 lane sums of 4 byte products, converted to float and accumulated
-// with one fused multiply-add by d_w * d_a; then the lanes summed (V::hsum). Q4_1 adds m * s per
-// block in a separate scalar sum, as ggml does.
+// The arithmetic of every level (isa_kernels.h): per block an exact int32 sum of the 32 byte
+// products, then acc = fma(d_w * d_a, sum, acc) block after block (d_w * d_a is exact: a product
+// of two fp16 values); Q4_1's minimum in a second sum, mins = fma(m_w, s_a, mins), added last.
+// An integer sum does not depend on its order, so a level may lay the products out as suits its
+// registers (x86_packed.h puts rows in lanes) and still give these bits.
 
 template <class V>
 void row_q4_1(const QuantMatmulView& v, const BlockQ4_1* w, std::size_t t0, std::size_t ntok, float* out) {
-  using F = typename V::F;
   const std::size_t nb = v.cols / kQuantBlock;
-  F acc[kTokensPerPass];
-  float mins[kTokensPerPass];
+  float acc[kTokensPerPass], mins[kTokensPerPass];
   const BlockQ8_1* a[kTokensPerPass];
   const float* sc[kTokensPerPass];
   for (std::size_t t = 0; t < ntok; ++t) {
-    acc[t] = V::zero();
-    mins[t] = 0.0f;
+    acc[t] = mins[t] = 0.0f;
     a[t] = reinterpret_cast<const BlockQ8_1*>(v.act + (t0 + t) * v.act_row_bytes);
     sc[t] = v.scales + (t0 + t) * 2 * nb;
   }
@@ -51,12 +50,12 @@ void row_q4_1(const QuantMatmulView& v, const BlockQ4_1* w, std::size_t t0, std:
     const float wd = V::h2f(w[i].d), wm = V::h2f(w[i].m);
     const typename V::B qx = V::nibbles(w[i].qs);
     for (std::size_t t = 0; t < ntok; ++t) {
-      mins[t] = mins[t] + wm * sc[t][nb + i];
-      const F p = V::cvt(V::dot_us(qx, V::load_b(a[t][i].qs)));
-      acc[t] = V::fma(V::set1(wd * sc[t][i]), p, acc[t]);
+      const auto sum = static_cast<float>(V::hsum_i(V::dot_us(qx, V::load_b(a[t][i].qs))));
+      acc[t] = std::fma(wd * sc[t][i], sum, acc[t]);
+      mins[t] = std::fma(wm, sc[t][nb + i], mins[t]);
     }
   }
-  for (std::size_t t = 0; t < ntok; ++t) out[t] = V::hsum(acc[t]) + mins[t];
+  for (std::size_t t = 0; t < ntok; ++t) out[t] = acc[t] + mins[t];
 }
 
 // The 32 signed weights of a block: Q8_0 as stored, Q4_0 as nibbles minus 8.
@@ -71,13 +70,12 @@ typename V::B signed_block(const BlockQ4_0& b) {
 
 template <class V, class Block>
 void row_signed(const QuantMatmulView& v, const Block* w, std::size_t t0, std::size_t ntok, float* out) {
-  using F = typename V::F;
   const std::size_t nb = v.cols / kQuantBlock;
-  F acc[kTokensPerPass];
+  float acc[kTokensPerPass];
   const BlockQ8_0* a[kTokensPerPass];
   const float* sc[kTokensPerPass];
   for (std::size_t t = 0; t < ntok; ++t) {
-    acc[t] = V::zero();
+    acc[t] = 0.0f;
     a[t] = reinterpret_cast<const BlockQ8_0*>(v.act + (t0 + t) * v.act_row_bytes);
     sc[t] = v.scales + (t0 + t) * 2 * nb;
   }
@@ -85,11 +83,11 @@ void row_signed(const QuantMatmulView& v, const Block* w, std::size_t t0, std::s
     const float wd = V::h2f(w[i].d);
     const typename V::SignedW qx = V::signed_weights(signed_block<V>(w[i]));
     for (std::size_t t = 0; t < ntok; ++t) {
-      const F p = V::cvt(V::dot_signed(qx, V::load_b(a[t][i].qs)));
-      acc[t] = V::fma(V::set1(wd * sc[t][i]), p, acc[t]);
+      const auto sum = static_cast<float>(V::hsum_i(V::dot_signed(qx, V::load_b(a[t][i].qs))));
+      acc[t] = std::fma(wd * sc[t][i], sum, acc[t]);
     }
   }
-  for (std::size_t t = 0; t < ntok; ++t) out[t] = V::hsum(acc[t]);
+  for (std::size_t t = 0; t < ntok; ++t) out[t] = acc[t];
 }
 
 // y[t0 .. t0 + ntok)[r] for one weight row.

@@ -42,6 +42,7 @@ struct NeonLanes {
     const float32x4_t s = vaddq_f32(x.lo, x.hi);
     return (vgetq_lane_f32(s, 0) + vgetq_lane_f32(s, 2)) + (vgetq_lane_f32(s, 1) + vgetq_lane_f32(s, 3));
   }
+  static std::int32_t hsum_i(I x) { return vaddvq_s32(vaddq_s32(x.lo, x.hi)); }
   static float32x4_t e4(float32x4_t n) {
     const int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));

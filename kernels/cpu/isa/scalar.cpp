@@ -67,6 +67,11 @@ struct ScalarLanes {
     for (int l = 0; l < 4; ++l) s[l] = x.v[l] + x.v[l + 4];
     return (s[0] + s[2]) + (s[1] + s[3]);
   }
+  static std::int32_t hsum_i(I x) {
+    std::int32_t s = 0;
+    for (std::int32_t l : x.v) s += l;
+    return s;
+  }
   static F exp2i(F n) {
     for (float& l : n.v) l = std::ldexp(1.0f, static_cast<int>(l));
     return n;

@@ -1,13 +1,13 @@
-// The quantised matmul over weights re-laid out eight rows at a time (the x86 levels; the engine
-// packs its weights once at load). With the stored layout each block of a row costs two fp16
-// conversions, a scalar scale, a broadcast and a scalar term of the minimum before its dot product
-// even starts. Here eight rows' block i sit together: their d (and m) values convert in one
-// instruction, their scales and minimum terms are one vector operation each, and the dot products
-// run several rows per register; a group of eight rows meets every token while its blocks are in
-// L1. Here: the layout, its packing and the walk over a call's rows; each level's group kernels
-// (avx2.cpp, avx512.cpp, whose Q8_0 is biased to unsigned bytes) see lane_kernels.h's row_q4_1 /
-// row_signed operations in the same order, lane for lane, so the results are the same bits as the
-// scalar reference's.
+// The quantised matmul over weights re-laid out R rows at a time (the x86 levels; the engine packs
+// its weights once at load): block i of rows R·g .. R·g + R - 1 together, with the rows in the
+// lanes of a register. Register j of a block holds every row's bytes 4j .. 4j + 3 in its 32-bit
+// lane, so one broadcast of the token's activation bytes 4j .. 4j + 3 meets R rows at once, the
+// byte products of a row sum inside its own lane, and the block's d (and m) values of all R rows
+// convert in one instruction. Nothing is summed across lanes. A group of R rows meets every token
+// while its blocks are in L1.
+// Here: the layout, its packing and the walk over a call's rows; each level's group kernels live
+// in its own file (avx2.cpp: R = 8; avx512.cpp: R = 16). They compute lane_kernels.h's arithmetic:
+// exact int32 block sums, then the same fused multiply-adds in the same order for every row.
 //
 // Include only from an x86 isa/*.cpp, after avx2_lanes.h.
 #pragma once
@@ -21,70 +21,80 @@
 namespace tiergate::kernels::cpu::TG_ISA_NS {
 namespace {
 
-constexpr std::size_t kPackRows = 8;
-
-// Block i of rows 8g .. 8g+7.
-struct PackedQ4_1x8 {
-  std::uint16_t d[kPackRows];
-  std::uint16_t m[kPackRows];
-  std::uint8_t qs[kPackRows][16];
+// Block i of R rows. Q4_1: qs[j][r] = row r's bytes 4j .. 4j + 3, i.e. elements 4j .. 4j + 3 in
+// the low nibbles and 16 + 4j .. 16 + 4j + 3 in the high ones. Q8_0: qs[j][r] = row r's elements
+// 4j .. 4j + 3, as stored, or biased by 128 (stored ^ 0x80, unsigned) where kBias.
+template <std::size_t R>
+struct PackedQ4_1 {
+  std::uint16_t d[R];
+  std::uint16_t m[R];
+  std::uint8_t qs[4][R][4];
 };
-struct PackedQ8_0x8 {
-  std::uint16_t d[kPackRows];
-  std::int8_t qs[kPackRows][32];
+template <std::size_t R>
+struct PackedQ8_0 {
+  std::uint16_t d[R];
+  std::uint8_t qs[8][R][4];
 };
 
+template <std::size_t R>
 std::size_t packed_block_bytes(DType type) {
   switch (type) {
-    case DType::kQ4_1: return sizeof(PackedQ4_1x8);
-    case DType::kQ8_0: return sizeof(PackedQ8_0x8);
+    case DType::kQ4_1: return sizeof(PackedQ4_1<R>);
+    case DType::kQ8_0: return sizeof(PackedQ8_0<R>);
     default: return 0;
   }
 }
 
+template <std::size_t R>
 std::size_t weight_pack_bytes(DType type, std::size_t rows, std::size_t cols) {
-  return rows / kPackRows * (cols / kQuantBlock) * packed_block_bytes(type);
+  return rows / R * (cols / kQuantBlock) * packed_block_bytes<R>(type);
 }
 
-// Rows [0, rows - rows % 8) as [group][block]; the last rows % 8 rows stay in the stored layout.
+// Rows [0, rows - rows % R) as [group][block]; the last rows % R rows stay in the stored layout.
+template <std::size_t R, bool kBias>
 void pack_weight(DType type, const std::byte* w, std::size_t rows, std::size_t cols, std::byte* out) {
   const std::size_t nb = cols / kQuantBlock, row_bytes = nb * (type == DType::kQ4_1 ? sizeof(BlockQ4_1) : sizeof(BlockQ8_0));
-  for (std::size_t g = 0; g < rows / kPackRows; ++g) {
+  for (std::size_t g = 0; g < rows / R; ++g) {
     for (std::size_t i = 0; i < nb; ++i) {
-      for (std::size_t r = 0; r < kPackRows; ++r) {
-        const std::byte* row = w + (g * kPackRows + r) * row_bytes;
+      for (std::size_t r = 0; r < R; ++r) {
+        const std::byte* row = w + (g * R + r) * row_bytes;
         if (type == DType::kQ4_1) {
-          auto& p = reinterpret_cast<PackedQ4_1x8*>(out)[g * nb + i];
+          auto& p = reinterpret_cast<PackedQ4_1<R>*>(out)[g * nb + i];
           const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[i];
           p.d[r] = b.d;
           p.m[r] = b.m;
-          std::memcpy(p.qs[r], b.qs, sizeof b.qs);
+          for (std::size_t j = 0; j < 4; ++j) std::memcpy(p.qs[j][r], b.qs + 4 * j, 4);
         } else {
-          auto& p = reinterpret_cast<PackedQ8_0x8*>(out)[g * nb + i];
+          auto& p = reinterpret_cast<PackedQ8_0<R>*>(out)[g * nb + i];
           const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
           p.d[r] = b.d;
-          std::memcpy(p.qs[r], b.qs, sizeof b.qs);
+          for (std::size_t j = 0; j < 8; ++j) {
+            for (std::size_t k = 0; k < 4; ++k) {
+              const auto q = static_cast<std::uint8_t>(b.qs[4 * j + k]);
+              p.qs[j][r][k] = kBias ? static_cast<std::uint8_t>(q ^ 0x80) : q;
+            }
+          }
         }
       }
     }
   }
 }
 
-// The reference's V::hsum of a row's 8 lanes, given lo = lanes 0..3 + lanes 4..7 (its first step).
-float hsum_folded(__m128 lo) {
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
+// The token's activation bytes 4j .. 4j + 3 in every 32-bit lane.
+inline std::int32_t act_quad(const std::int8_t* qs, std::size_t j) {
+  std::int32_t q;
+  std::memcpy(&q, qs + 4 * j, 4);
+  return q;
 }
 
-// Rows [r0, r1) for every token, the weight packed: whole groups through the level's
-// group(v, r) (rows r .. r+7, every token, while the group's blocks are in L1; r0 is a multiple
-// of 8), the rows past the last whole group from the stored layout.
-template <class Group>
+// Rows [r0, r1) for every token, the weight packed: whole groups through the level's group(v, r)
+// (rows r .. r + R - 1, every token; r0 is a multiple of R), the rows past the last whole group
+// from the stored layout.
+template <std::size_t R, class Group>
 void packed_rows(const QuantMatmulView& v, std::size_t r0, std::size_t r1, Group group) {
-  const std::size_t packed_end = v.rows / kPackRows * kPackRows;
+  const std::size_t packed_end = v.rows / R * R;
   std::size_t r = r0;
-  for (; r + kPackRows <= r1 && r < packed_end; r += kPackRows) group(v, r);
+  for (; r + R <= r1 && r < packed_end; r += R) group(v, r);
   for (; r < r1; ++r) {
     for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTokensPerPass) {
       row_times_tokens<Avx2Lanes>(v, r, t0, v.tokens - t0 < kTokensPerPass ? v.tokens - t0 : kTokensPerPass);
@@ -94,6 +104,18 @@ void packed_rows(const QuantMatmulView& v, std::size_t r0, std::size_t r1, Group
 
 bool has_packed(const QuantMatmulView& v) {
   return v.packed_weight != nullptr && (v.type == DType::kQ4_1 || v.type == DType::kQ8_0);
+}
+
+// Calls fn.template operator()<T>() for a run-time token count 1 <= n <= 4 (the group kernels
+// take their token count as a template argument, so their accumulators stay in registers).
+template <class Fn>
+void with_tokens(std::size_t n, Fn&& fn) {
+  switch (n) {
+    case 1: fn.template operator()<1>(); break;
+    case 2: fn.template operator()<2>(); break;
+    case 3: fn.template operator()<3>(); break;
+    default: fn.template operator()<4>(); break;
+  }
 }
 
 }  // namespace
