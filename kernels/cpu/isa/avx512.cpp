@@ -11,85 +11,73 @@ namespace tiergate::kernels::cpu::avx512_isa {
 namespace {
 
 using V = Avx2Lanes;
-constexpr std::size_t kRows = 16;  // rows per packed group: one 32-bit lane each
-using PackedQ4 = PackedQ4_1<kRows>;
-using PackedQ8 = PackedQ8_0<kRows>;
 
 __m512i quad(const std::int8_t* qs, std::size_t j) { return _mm512_set1_epi32(act_quad(qs, j)); }
 __m512 load_h16(const std::uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
-// The 16 rows of one packed group against tokens t0 .. t0 + T - 1, each block's byte products
-// summed in int32 by vpdpbusd (two chains per token, the low and the high nibbles).
-template <std::size_t T>
-void group_q4_1(const QuantMatmulView& v, const PackedQ4* g, std::size_t r, std::size_t t0) {
-  const std::size_t nb = v.cols / kQuantBlock;
-  const BlockQ8_1* y[T];
-  const float* sc[T];
-  __m512 acc[T], mins[T];
-  for (std::size_t t = 0; t < T; ++t) {
-    y[t] = reinterpret_cast<const BlockQ8_1*>(v.act + (t0 + t) * v.act_row_bytes);
-    sc[t] = v.scales + 2 * nb * (t0 + t);
-    acc[t] = mins[t] = _mm512_setzero_ps();
-  }
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  for (std::size_t i = 0; i < nb; ++i) {
-    const PackedQ4& b = g[i];
-    __m512i sum_lo[T], sum_hi[T];
-    for (std::size_t t = 0; t < T; ++t) sum_lo[t] = sum_hi[t] = _mm512_setzero_si512();
-#pragma GCC unroll 1
-    for (std::size_t j = 0; j < 4; ++j) {
-      const __m512i q = _mm512_loadu_si512(b.qs[j]);
-      const __m512i lo = _mm512_and_si512(q, low4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
-      for (std::size_t t = 0; t < T; ++t) {
-        sum_lo[t] = _mm512_dpbusd_epi32(sum_lo[t], lo, quad(y[t][i].qs, j));
-        sum_hi[t] = _mm512_dpbusd_epi32(sum_hi[t], hi, quad(y[t][i].qs, j + 4));
-      }
-    }
-    const __m512 d = load_h16(b.d), m = load_h16(b.m);
-    for (std::size_t t = 0; t < T; ++t) {
-      const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(sum_lo[t], sum_hi[t]));
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(sc[t][i])), s, acc[t]);
-      mins[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(sc[t][nb + i]), mins[t]);
-    }
-  }
-  for (std::size_t t = 0; t < T; ++t) _mm512_storeu_ps(v.y + (t0 + t) * v.rows + r, _mm512_add_ps(acc[t], mins[t]));
-}
+// x86_packed.h's group kernels: 16 rows (one per 32-bit lane) against T tokens, each block's byte
+// products summed in int32 by vpdpbusd in two chains per token.
+struct Groups {
+  static constexpr std::size_t kRows = 16;
 
-// Q8_0, packed as w + 128 (unsigned): vpdpbusd's sum, started at -128 · Σ y (pack()'s
-// corrections), is the exact Σ w · y.
-template <std::size_t T>
-void group_q8_0(const QuantMatmulView& v, const PackedQ8* g, std::size_t r, std::size_t t0) {
-  const std::size_t nb = v.cols / kQuantBlock;
-  const BlockQ8_0* y[T];
-  const float* sc[T];
-  const std::int32_t* corr[T];
-  __m512 acc[T];
-  for (std::size_t t = 0; t < T; ++t) {
-    y[t] = reinterpret_cast<const BlockQ8_0*>(v.act + (t0 + t) * v.act_row_bytes);
-    sc[t] = v.scales + 2 * nb * (t0 + t);
-    corr[t] = reinterpret_cast<const std::int32_t*>(v.packed) + nb * (t0 + t);
-    acc[t] = _mm512_setzero_ps();
-  }
-  for (std::size_t i = 0; i < nb; ++i) {
-    const PackedQ8& b = g[i];
-    __m512i sum_a[T], sum_b[T];
-    for (std::size_t t = 0; t < T; ++t) sum_a[t] = _mm512_set1_epi32(corr[t][i]), sum_b[t] = _mm512_setzero_si512();
+  template <std::size_t T>
+  static void q4_1(const QuantMatmulView& v, const PackedQ4_1<kRows>* g, std::size_t r, std::size_t t0) {
+    const std::size_t nb = v.cols / kQuantBlock;
+    const TokenSpan<T, BlockQ8_1> tok(v, t0);
+    __m512 acc[T], mins[T];
+    for (std::size_t t = 0; t < T; ++t) acc[t] = mins[t] = _mm512_setzero_ps();
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (std::size_t i = 0; i < nb; ++i) {
+      __m512i sum_lo[T], sum_hi[T];  // the low and the high nibbles' products
+      for (std::size_t t = 0; t < T; ++t) sum_lo[t] = sum_hi[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
-    for (std::size_t j = 0; j < 8; j += 2) {
-      const __m512i wa = _mm512_loadu_si512(b.qs[j]), wb = _mm512_loadu_si512(b.qs[j + 1]);
+      for (std::size_t j = 0; j < 4; ++j) {
+        const __m512i q = _mm512_loadu_si512(g[i].qs[j]);
+        const __m512i lo = _mm512_and_si512(q, low4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+        for (std::size_t t = 0; t < T; ++t) {
+          sum_lo[t] = _mm512_dpbusd_epi32(sum_lo[t], lo, quad(tok.y[t][i].qs, j));
+          sum_hi[t] = _mm512_dpbusd_epi32(sum_hi[t], hi, quad(tok.y[t][i].qs, j + 4));
+        }
+      }
+      const __m512 d = load_h16(g[i].d), m = load_h16(g[i].m);
       for (std::size_t t = 0; t < T; ++t) {
-        sum_a[t] = _mm512_dpbusd_epi32(sum_a[t], wa, quad(y[t][i].qs, j));
-        sum_b[t] = _mm512_dpbusd_epi32(sum_b[t], wb, quad(y[t][i].qs, j + 1));
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(sum_lo[t], sum_hi[t]));
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(tok.d[t][i])), s, acc[t]);
+        mins[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(tok.d[t][nb + i]), mins[t]);
       }
     }
-    const __m512 d = load_h16(b.d);
-    for (std::size_t t = 0; t < T; ++t) {
-      const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(sum_a[t], sum_b[t]));
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(sc[t][i])), s, acc[t]);
-    }
+    for (std::size_t t = 0; t < T; ++t) _mm512_storeu_ps(v.y + (t0 + t) * v.rows + r, _mm512_add_ps(acc[t], mins[t]));
   }
-  for (std::size_t t = 0; t < T; ++t) _mm512_storeu_ps(v.y + (t0 + t) * v.rows + r, acc[t]);
-}
+
+  // Packed as w + 128 (unsigned): vpdpbusd's sum, started at -128 · Σ y (pack()'s corrections),
+  // is the exact Σ w · y.
+  template <std::size_t T>
+  static void q8_0(const QuantMatmulView& v, const PackedQ8_0<kRows>* g, std::size_t r, std::size_t t0) {
+    const std::size_t nb = v.cols / kQuantBlock;
+    const TokenSpan<T, BlockQ8_0> tok(v, t0);
+    const auto* corr = reinterpret_cast<const std::int32_t*>(v.packed) + nb * t0;
+    __m512 acc[T];
+    for (std::size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (std::size_t i = 0; i < nb; ++i) {
+      __m512i sum_a[T], sum_b[T];  // even and odd j
+      for (std::size_t t = 0; t < T; ++t) sum_a[t] = _mm512_set1_epi32(corr[t * nb + i]), sum_b[t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+      for (std::size_t j = 0; j < 8; j += 2) {
+        const __m512i wa = _mm512_loadu_si512(g[i].qs[j]), wb = _mm512_loadu_si512(g[i].qs[j + 1]);
+        for (std::size_t t = 0; t < T; ++t) {
+          sum_a[t] = _mm512_dpbusd_epi32(sum_a[t], wa, quad(tok.y[t][i].qs, j));
+          sum_b[t] = _mm512_dpbusd_epi32(sum_b[t], wb, quad(tok.y[t][i].qs, j + 1));
+        }
+      }
+      const __m512 d = load_h16(g[i].d);
+      for (std::size_t t = 0; t < T; ++t) {
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(sum_a[t], sum_b[t]));
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(tok.d[t][i])), s, acc[t]);
+      }
+    }
+    for (std::size_t t = 0; t < T; ++t) _mm512_storeu_ps(v.y + (t0 + t) * v.rows + r, acc[t]);
+  }
+};
 
 // The per-call activation pack: for a packed Q8_0 weight, -128 · Σ y of every token's blocks as
 // [token][block] int32.
@@ -110,25 +98,6 @@ void pack(const QuantMatmulView& v, std::byte* buffer) {
   }
 }
 
-// Rows r .. r+15 of a packed weight, four tokens at a time.
-void group_rows(const QuantMatmulView& v, std::size_t r) {
-  const std::size_t nb = v.cols / kQuantBlock, g = r / kRows;
-  for (std::size_t t0 = 0; t0 < v.tokens; t0 += 4) {
-    with_tokens(v.tokens - t0, [&]<std::size_t T>() {
-      if (v.type == DType::kQ4_1) {
-        group_q4_1<T>(v, reinterpret_cast<const PackedQ4*>(v.packed_weight) + g * nb, r, t0);
-      } else {
-        group_q8_0<T>(v, reinterpret_cast<const PackedQ8*>(v.packed_weight) + g * nb, r, t0);
-      }
-    });
-  }
-}
-
-void quant_rows_512(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
-  if (has_packed(v)) return packed_rows<kRows>(v, r0, r1, group_rows);
-  quant_rows<V>(v, r0, r1);
-}
-
 }  // namespace
 
 const IsaKernels& table() {
@@ -137,9 +106,9 @@ const IsaKernels& table() {
     k.quantize_activations = quantize_activations_avx2;
     k.pack_bytes = pack_bytes;
     k.pack = pack;
-    k.quant_rows = quant_rows_512;
-    k.weight_pack_bytes = weight_pack_bytes<kRows>;
-    k.pack_weight = pack_weight<kRows, true>;
+    k.quant_rows = quant_rows_packed<Groups>;
+    k.weight_pack_bytes = weight_pack_bytes<Groups::kRows>;
+    k.pack_weight = pack_weight<Groups::kRows, true>;
     return k;
   }();
   return t;

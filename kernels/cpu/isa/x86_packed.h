@@ -87,34 +87,55 @@ inline std::int32_t act_quad(const std::int8_t* qs, std::size_t j) {
   return q;
 }
 
-// Rows [r0, r1) for every token, the weight packed: whole groups through the level's group(v, r)
-// (rows r .. r + R - 1, every token; r0 is a multiple of R), the rows past the last whole group
-// from the stored layout.
-template <std::size_t R, class Group>
-void packed_rows(const QuantMatmulView& v, std::size_t r0, std::size_t r1, Group group) {
-  const std::size_t packed_end = v.rows / R * R;
-  std::size_t r = r0;
-  for (; r + R <= r1 && r < packed_end; r += R) group(v, r);
-  for (; r < r1; ++r) {
-    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTokensPerPass) {
-      row_times_tokens<Avx2Lanes>(v, r, t0, v.tokens - t0 < kTokensPerPass ? v.tokens - t0 : kTokensPerPass);
+// Tokens t0 .. t0 + T - 1 of a call: their activation blocks and block scales.
+template <std::size_t T, class Block>
+struct TokenSpan {
+  const Block* y[T];
+  const float* d[T];  // the token's d per block, then (Q8_1) its s per block
+  TokenSpan(const QuantMatmulView& v, std::size_t t0) {
+    for (std::size_t t = 0; t < T; ++t) {
+      y[t] = reinterpret_cast<const Block*>(v.act + (t0 + t) * v.act_row_bytes);
+      d[t] = v.scales + 2 * (v.cols / kQuantBlock) * (t0 + t);
     }
   }
-}
+};
 
 bool has_packed(const QuantMatmulView& v) {
   return v.packed_weight != nullptr && (v.type == DType::kQ4_1 || v.type == DType::kQ8_0);
 }
 
-// Calls fn.template operator()<T>() for a run-time token count 1 <= n <= 4 (the group kernels
-// take their token count as a template argument, so their accumulators stay in registers).
-template <class Fn>
-void with_tokens(std::size_t n, Fn&& fn) {
-  switch (n) {
-    case 1: fn.template operator()<1>(); break;
-    case 2: fn.template operator()<2>(); break;
-    case 3: fn.template operator()<3>(); break;
-    default: fn.template operator()<4>(); break;
+// Rows [r0, r1) for every token (r0 a multiple of L::kRows). With the weight packed: each whole
+// group through the level's group kernels, L::template q4_1<T> / q8_0<T>(v, the group's blocks,
+// first row, first token) for up to 4 tokens at a time, while the group's blocks are in L1; the
+// rows past the last whole group, and unpacked weights, from the stored layout.
+template <class L>
+void quant_rows_packed(const QuantMatmulView& v, std::size_t r0, std::size_t r1) {
+  if (!has_packed(v)) return quant_rows<Avx2Lanes>(v, r0, r1);
+  constexpr std::size_t R = L::kRows;
+  const std::size_t nb = v.cols / kQuantBlock, packed_end = v.rows / R * R;
+  std::size_t r = r0;
+  for (; r + R <= r1 && r < packed_end; r += R) {
+    const std::size_t first = r / R * nb;
+    for (std::size_t t0 = 0; t0 < v.tokens; t0 += 4) {
+      auto group = [&]<std::size_t T>() {
+        if (v.type == DType::kQ4_1) {
+          L::template q4_1<T>(v, reinterpret_cast<const PackedQ4_1<R>*>(v.packed_weight) + first, r, t0);
+        } else {
+          L::template q8_0<T>(v, reinterpret_cast<const PackedQ8_0<R>*>(v.packed_weight) + first, r, t0);
+        }
+      };
+      switch (v.tokens - t0) {
+        case 1: group.template operator()<1>(); break;
+        case 2: group.template operator()<2>(); break;
+        case 3: group.template operator()<3>(); break;
+        default: group.template operator()<4>(); break;
+      }
+    }
+  }
+  for (; r < r1; ++r) {
+    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTokensPerPass) {
+      row_times_tokens<Avx2Lanes>(v, r, t0, v.tokens - t0 < kTokensPerPass ? v.tokens - t0 : kTokensPerPass);
+    }
   }
 }
 
