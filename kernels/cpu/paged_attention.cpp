@@ -48,7 +48,8 @@ void paged_attention(const PagedAttentionParams& p, ThreadPool& pool, const IsaK
   // One job per (token, KV head): the KV head's keys and values are read once for all the query
   // heads that share it.
   pool.parallel_for(p.layout.num_tokens * kv.num_kv_heads, [&](std::size_t begin, std::size_t end) {
-    std::vector<float> scratch(attention_scratch_floats(group, D));
+    thread_local std::vector<float> scratch;
+    scratch.resize(attention_scratch_floats(group, D));
     for (std::size_t job = begin; job < end; ++job) {
       const std::size_t t = job / kv.num_kv_heads, kvh = job % kv.num_kv_heads;
       const std::size_t first = (t * p.num_heads + kvh * group) * D;

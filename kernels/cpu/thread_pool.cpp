@@ -16,18 +16,13 @@ void cpu_relax() {
 }
 
 constexpr int kSpinsBeforeSleep = 1 << 16;
-
-std::pair<std::size_t, std::size_t> chunk(std::size_t n, std::size_t parts, std::size_t i) {
-  const std::size_t base = n / parts, extra = n % parts;
-  const std::size_t begin = i * base + std::min(i, extra);
-  return {begin, begin + base + (i < extra ? 1 : 0)};
-}
+constexpr std::size_t kChunksPerThread = 4;  // enough to even out a late thread, few enough to stay cheap
 
 }  // namespace
 
 ThreadPool::ThreadPool(std::size_t threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+  for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -46,18 +41,27 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
   }
   job_ = &fn;
   job_size_ = n;
+  job_grain_ = std::max<std::size_t>(1, n / (size() * kChunksPerThread));
+  next_.store(0, std::memory_order_relaxed);
   pending_.store(workers_.size(), std::memory_order_relaxed);
   {
     std::lock_guard lock(mutex_);
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  const auto [begin, end] = chunk(n, size(), 0);
-  if (begin < end) fn(begin, end);
+  run_chunks();
   while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
 }
 
-void ThreadPool::worker(std::size_t index) {
+void ThreadPool::run_chunks() {
+  for (;;) {
+    const std::size_t begin = next_.fetch_add(job_grain_, std::memory_order_relaxed);
+    if (begin >= job_size_) return;
+    (*job_)(begin, std::min(job_size_, begin + job_grain_));
+  }
+}
+
+void ThreadPool::worker() {
   std::uint64_t seen = 0;
   for (;;) {
     int spins = 0;
@@ -71,8 +75,7 @@ void ThreadPool::worker(std::size_t index) {
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    const auto [begin, end] = chunk(job_size_, size(), index);
-    if (begin < end) (*job_)(begin, end);
+    run_chunks();
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
