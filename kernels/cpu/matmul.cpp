@@ -15,22 +15,15 @@ namespace {
 // Per-thread scratch, reused from call to call: activation scales, the level's packed activations,
 // the call's views and tile offsets (the matmul is called from the engine thread only; the workers
 // see the caller's through references).
-std::vector<float>& scale_scratch() {
-  thread_local std::vector<float> scales;
-  return scales;
-}
-std::vector<std::byte>& pack_scratch() {
-  thread_local std::vector<std::byte> packed;
-  return packed;
-}
-
-std::vector<QuantMatmulView>& view_scratch() {
-  thread_local std::vector<QuantMatmulView> views;
-  return views;
-}
-std::vector<std::size_t>& tile_scratch() {
-  thread_local std::vector<std::size_t> first_tile;
-  return first_tile;
+struct Scratch {
+  std::vector<float> scales;
+  std::vector<std::byte> packed;
+  std::vector<QuantMatmulView> views;
+  std::vector<std::size_t> first_tile;
+};
+Scratch& call_scratch() {
+  thread_local Scratch scratch;
+  return scratch;
 }
 
 bool quantised(DType t) { return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0; }
@@ -86,7 +79,8 @@ void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std:
   if (scratch.size() < act_bytes * tokens) scratch.resize(act_bytes * tokens);
   std::byte* act = scratch.data();
   const std::size_t nb = cols / kQuantBlock;
-  std::vector<float>& scales = scale_scratch();
+  Scratch& reused = call_scratch();
+  std::vector<float>& scales = reused.scales;
   scales.resize(2 * nb * tokens);
   pool.parallel_for(tokens, [&](std::size_t begin, std::size_t end) {
     for (std::size_t t = begin; t < end; ++t) {
@@ -95,7 +89,7 @@ void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std:
     }
   });
 
-  std::vector<QuantMatmulView>& views = view_scratch();
+  std::vector<QuantMatmulView>& views = reused.views;
   views.clear();
   for (const MatmulParams& p : ps) {
     views.push_back({type, static_cast<const std::byte*>(p.weight), row_bytes(type, cols), p.rows, cols, act, act_bytes,
@@ -104,7 +98,7 @@ void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std:
   // Packed on the calling thread, once for every weight (it depends on the activations only); the
   // workers read the caller's buffers.
   if (const std::size_t bytes = isa.pack_bytes(views.front()); bytes > 0) {
-    std::vector<std::byte>& packed = pack_scratch();
+    std::vector<std::byte>& packed = reused.packed;
     packed.resize(bytes + 64);
     auto* aligned = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(packed.data()) + 63) & ~std::uintptr_t{63});
     isa.pack(views.front(), aligned);
@@ -113,7 +107,7 @@ void matmul(std::span<const MatmulParams> ps, ThreadPool& pool, std::vector<std:
   // Tiles of weight rows, numbered across the weights in order: a tile is read from memory once
   // and stays in cache for every token; one parallel pass covers them all.
   constexpr std::size_t kTile = 16;
-  std::vector<std::size_t>& first_tile = tile_scratch();
+  std::vector<std::size_t>& first_tile = reused.first_tile;
   first_tile.assign(views.size() + 1, 0);
   for (std::size_t k = 0; k < views.size(); ++k) first_tile[k + 1] = first_tile[k] + (views[k].rows + kTile - 1) / kTile;
   pool.parallel_for(first_tile.back(), [&](std::size_t begin, std::size_t end) {
