@@ -34,7 +34,7 @@ fi
 targets=()
 case "$preset" in
   sanitize) targets=(qos_tests qos_fairness_tests gateway_tests gateway_server_tests engine_tests kernels_tests tiergate
-                     qos_config_fuzz api_keys_fuzz request_body_fuzz tokenizer_fuzz gguf_fuzz http_request_fuzz) ;;
+                     qos_config_fuzz api_keys_fuzz request_body_fuzz tokenizer_fuzz gguf_fuzz http_request_fuzz constraint_fuzz) ;;
   tsan) targets=(qos_tests gateway_tests gateway_server_tests kernels_tests tiergate) ;;
 esac
 bash tools/build.sh "$preset" "${targets[@]}"
