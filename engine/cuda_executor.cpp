@@ -126,17 +126,47 @@ CudaStepBytes cuda_step_bytes(const ModelConfig& c, DType weight_dtype, const Cu
   return b;
 }
 
+namespace {
+
+// The context of at most `longest` keys at which a decode launch of `p`'s token count runs the
+// most splits. The planner asks for one split per 256-key chunk up to what fills the SMs, then
+// rounds each split up to whole chunks, which can run fewer than it asked: a context one key past
+// a whole number of chunks may split less than that whole number (2064 keys asked for 8 splits run
+// 5 of 512 keys; 2048 run 8 of 256). So the most is either at `longest` (where it asks for every
+// chunk, which the rounding keeps) or at the widest whole-chunk context that runs one split per
+// chunk: those form a prefix (1, 2, ... up to the count that fills the SMs), found by bisection.
+std::size_t context_with_most_splits(const kernels::PagedAttentionParams& p, std::size_t longest, int sm_count) {
+  const auto splits_at = [&](std::size_t chunks) {
+    return kc::plan_decode_splits(p, {chunks * kc::kSplitAlign, 1, 0}, sm_count).num_splits;
+  };
+  std::size_t lo = 1, hi = longest / kc::kSplitAlign;  // splits_at(lo) == lo; find the last such
+  if (hi == 0) return longest;
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo + 1) / 2;
+    if (splits_at(mid) == mid) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const std::size_t whole = lo * kc::kSplitAlign;
+  return splits_at(lo) > kc::plan_decode_splits(p, {longest, 1, 0}, sm_count).num_splits ? whole : longest;
+}
+
+}  // namespace
+
 std::size_t cuda_decode_workspace_bytes(const ModelConfig& config, const CudaExecutorOptions& options,
                                         const CudaStepLimits& limits, int sm_count) {
   if (limits.max_blocks == 0) return 0;
-  // The split grows with the context (more 256-key chunks to spread), so the longest context the
-  // tables hold bounds every shorter one; the token count moves it both ways: try each.
-  kc::AttentionBatchShape shape;
-  shape.max_context_len = limits.max_blocks * options.block_size;
+  // The token count moves the split both ways (more tokens fill the SMs with fewer splits): try
+  // each, at the context that splits it most.
+  const std::size_t longest = limits.max_blocks * options.block_size;
   std::size_t most = 0;
-  for (std::size_t n = 1; n <= limits.tokens; ++n)
-    most = std::max(most, kc::paged_attention_workspace_bytes(decode_shape(config, options, n, limits.max_blocks),
-                                                              shape, sm_count));
+  for (std::size_t n = 1; n <= limits.tokens; ++n) {
+    const kernels::PagedAttentionParams p = decode_shape(config, options, n, limits.max_blocks);
+    const kc::AttentionBatchShape shape{context_with_most_splits(p, longest, sm_count), 1, 0};
+    most = std::max(most, kc::paged_attention_workspace_bytes(p, shape, sm_count));
+  }
   return most;
 }
 

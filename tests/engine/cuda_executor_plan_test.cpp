@@ -123,8 +123,8 @@ TEST(CudaExecutorPlan, StepBytesHoldTheStepsTensors) {
 }
 
 // The reserved workspace is at least what any decode launch within the limits asks for, at any
-// decode token count, context and table width (the split grows with the context, so planning at
-// the longest one covers the rest), and it is reserved before anything is on the device.
+// decode token count, context and table width (the longest context need not split most: see
+// below), and it is reserved before anything is on the device.
 RC_GTEST_PROP(CudaExecutorPlanProperty, ReservedWorkspaceCoversEveryDecodeLaunch, ()) {
   const ModelConfig c = *rc::gen::element(smollm2_shape(), llama8b_shape());
   CudaExecutorOptions o;
@@ -141,6 +141,44 @@ RC_GTEST_PROP(CudaExecutorPlanProperty, ReservedWorkspaceCoversEveryDecodeLaunch
   const kernels::cuda::AttentionBatchShape shape{
       *rc::gen::inRange<std::size_t>(1, p.layout.max_blocks_per_seq * o.block_size + 1), 1, 0};
   RC_ASSERT(kernels::cuda::paged_attention_workspace_bytes(p, shape, sms) <= reserved);
+}
+
+// The planner rounds each split up to whole 256-key chunks, so the longest context can run fewer
+// splits than a shorter one: on 9 SMs one SmolLM2 token asks for 8 splits; 2064 keys (nine chunks)
+// run as 5 splits of 512, 2048 keys (eight chunks) as 8 of 256. The reservation must hold the 8.
+TEST(CudaExecutorPlan, TheWorkspaceCoversAShorterContextThatSplitsMore) {
+  const ModelConfig c = smollm2_shape();
+  CudaExecutorOptions o;
+  const CudaStepLimits limits{1, 1, 129};  // 129 blocks of 16: 2064 keys
+  kernels::PagedAttentionParams p;
+  p.kv = {nullptr, nullptr, o.kv_dtype, 1, o.block_size, c.kv_heads, c.head_dim};
+  p.num_heads = c.heads;
+  p.layout.num_tokens = 1;
+  p.layout.max_blocks_per_seq = limits.max_blocks;
+  ASSERT_EQ(kernels::cuda::plan_decode_splits(p, {2064, 1, 0}, 9).num_splits, 5u);
+  ASSERT_EQ(kernels::cuda::plan_decode_splits(p, {2048, 1, 0}, 9).num_splits, 8u);
+  EXPECT_GE(cuda_decode_workspace_bytes(c, o, limits, 9), kernels::cuda::paged_attention_workspace_bytes(p, {2048, 1, 0}, 9));
+}
+
+// Every token count and context within the limits, on devices small enough that the split count
+// stops short of the context's chunks (where the rounding bites): the reservation is what the
+// hungriest of them asks for, no less (a launch would allocate) and no more (the KV pool's loss).
+RC_GTEST_PROP(CudaExecutorPlanProperty, ReservedWorkspaceIsTheMostAnyContextAsksFor, ()) {
+  const ModelConfig c = *rc::gen::element(smollm2_shape(), llama8b_shape());
+  CudaExecutorOptions o;
+  o.block_size = *rc::gen::element<std::size_t>(16, 32);
+  const CudaStepLimits limits{*rc::gen::inRange<std::size_t>(1, 9), 64, *rc::gen::inRange<std::size_t>(1, 200)};
+  const int sms = *rc::gen::inRange(1, 40);
+  kernels::PagedAttentionParams p;
+  p.kv = {nullptr, nullptr, o.kv_dtype, 1, o.block_size, c.kv_heads, c.head_dim};
+  p.num_heads = c.heads;
+  p.layout.max_blocks_per_seq = limits.max_blocks;
+  std::size_t most = 0;
+  for (p.layout.num_tokens = 1; p.layout.num_tokens <= limits.tokens; ++p.layout.num_tokens) {
+    for (std::size_t context = 1; context <= limits.max_blocks * o.block_size; ++context)
+      most = std::max(most, kernels::cuda::paged_attention_workspace_bytes(p, {context, 1, 0}, sms));
+  }
+  RC_ASSERT(cuda_decode_workspace_bytes(c, o, limits, sms) == most);
 }
 
 TEST(CudaExecutorPlan, ALongContextDecodeReservesAWorkspace) {
