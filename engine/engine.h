@@ -115,7 +115,8 @@ class Engine {
 
   void drain_inbox(bool with_cancels = true);
   Request* find_started(RequestId id);  // a request the policy starts; it may still be in the inbox
-  void list_running();                  // running_work_ from running_
+  bool prepare_masks();                 // this step's grammar-mask work; true when some are still pending
+  void list_running();                  // running_work_ from running_ (sequences waiting on a mask rest)
   void execute_plan();                  // plan_ → rows_
   void preempt(Request& request);
   bool start(Request& request);
@@ -151,6 +152,8 @@ class Engine {
     std::size_t from, to;  // token range computed this step
   };
   std::vector<RunningRequest> running_work_;
+  std::vector<Sequence*> masks_waiting_;
+  bool masks_pending_ = false;
   StepPlan plan_;
   std::vector<Row> rows_;
   SamplingStep draws_;   // this step's draws

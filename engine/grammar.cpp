@@ -10,20 +10,18 @@
 namespace tiergate::engine {
 namespace {
 
-constexpr std::size_t kMaxNfaStates = 200000;
-
-std::variant<PatternRef, GrammarError> pattern_of(const GrammarSpec& spec) {
+std::variant<PatternRef, GrammarError> pattern_of(const GrammarSpec& spec, const GrammarLimits& limits) {
   auto from_schema = [](std::variant<PatternRef, SchemaError> r) -> std::variant<PatternRef, GrammarError> {
     if (auto* e = std::get_if<SchemaError>(&r)) return GrammarError{e->message};
     return std::get<PatternRef>(r);
   };
   switch (spec.kind) {
     case GrammarSpec::Kind::kJsonValue: return json_object_pattern();
-    case GrammarSpec::Kind::kJsonSchema: return from_schema(json_schema_pattern(spec.source, spec.strict));
-    case GrammarSpec::Kind::kChoice: return from_schema(choice_pattern(spec.source));
-    case GrammarSpec::Kind::kToolCalls: return from_schema(tool_calls_pattern(spec.source));
+    case GrammarSpec::Kind::kJsonSchema: return from_schema(json_schema_pattern(spec.source, spec.strict, limits));
+    case GrammarSpec::Kind::kChoice: return from_schema(choice_pattern(spec.source, limits));
+    case GrammarSpec::Kind::kToolCalls: return from_schema(tool_calls_pattern(spec.source, limits));
     case GrammarSpec::Kind::kRegex: {
-      auto r = regex_pattern(spec.source);
+      auto r = regex_pattern(spec.source, limits);
       if (auto* e = std::get_if<RegexError>(&r)) return GrammarError{e->message};
       return std::get<PatternRef>(r);
     }
@@ -31,24 +29,54 @@ std::variant<PatternRef, GrammarError> pattern_of(const GrammarSpec& spec) {
   return GrammarError{"unknown grammar kind"};
 }
 
+GrammarError too_slow(const GrammarLimits& limits) {
+  return GrammarError{"the constraint did not compile within the limit of " +
+                      std::to_string(limits.max_compile_time.count()) + " ms: simplify the schema or expression"};
+}
+
+// What a std::map node holding a DFA state's NFA set costs beyond the set's payload.
+constexpr std::size_t kIndexEntryBytes = 64;
+// Mask work the compile does between two looks at the clock.
+constexpr std::size_t kCompileSlice = 1 << 16;
+
 }  // namespace
 
 std::variant<std::shared_ptr<const Grammar>, GrammarError> Grammar::compile(const GrammarSpec& spec,
-                                                                          std::shared_ptr<const TokenTrie> vocab) {
-  auto p = pattern_of(spec);
+                                                                          std::shared_ptr<const TokenTrie> vocab,
+                                                                          const GrammarLimits& limits) {
+  const auto deadline = std::chrono::steady_clock::now() + limits.max_compile_time;
+  auto p = pattern_of(spec, limits);
   if (auto* e = std::get_if<GrammarError>(&p)) return *e;
-  auto nfa = compile_nfa(std::get<PatternRef>(p), kMaxNfaStates);
-  if (!nfa) {
-    return GrammarError{"the constraint is too large to serve (its automaton passes " + std::to_string(kMaxNfaStates) +
-                        " states): simplify the schema or expression"};
+  auto nfa = compile_nfa(std::get<PatternRef>(p), limits.max_nfa_states, deadline);
+  p = GrammarError{};  // the pattern is done with: free it before the DFA grows
+  if (auto* failure = std::get_if<NfaFailure>(&nfa)) {
+    if (*failure == NfaFailure::kTooSlow) return too_slow(limits);
+    return GrammarError{"the constraint is too large to serve: its automaton passes the limit of " +
+                        std::to_string(limits.max_nfa_states) + " states (simplify the schema or expression)"};
   }
-  return std::make_shared<const Grammar>(std::move(*nfa), std::move(vocab));
+  auto grammar = std::make_shared<const Grammar>(std::move(std::get<Nfa>(nfa)), std::move(vocab), limits);
+  // The start state's mask is part of the compile (its time is the tenant's, not the engine's).
+  for (;;) {
+    std::size_t slice = kCompileSlice;
+    if (grammar->prepare_mask(grammar->start(), slice)) break;
+    if (std::chrono::steady_clock::now() > deadline) return too_slow(limits);
+  }
+  return grammar;
 }
 
-Grammar::Grammar(Nfa nfa, std::shared_ptr<const TokenTrie> vocab) : nfa_(std::move(nfa)), vocab_(std::move(vocab)) {
+Grammar::Grammar(Nfa nfa, std::shared_ptr<const TokenTrie> vocab, const GrammarLimits& limits)
+    : nfa_(std::move(nfa)), vocab_(std::move(vocab)), limits_(limits) {
+  std::size_t held = nfa_.states.size() * (sizeof(Nfa::State) + sizeof(std::uint32_t));  // states and seen_
+  for (const Nfa::State& st : nfa_.states) {
+    held += st.edges.capacity() * sizeof(Nfa::Edge) + st.epsilon.capacity() * sizeof(std::int32_t);
+  }
+  ends_only_.assign(static_cast<std::size_t>(kernels::mask_words(static_cast<std::int32_t>(vocab_->vocab_size()))), 0);
+  for (TokenId t : vocab_->end_tokens()) ends_only_[static_cast<std::size_t>(t) / 32] |= 1u << (t % 32);
+  held += ends_only_.size() * sizeof(std::uint32_t);
+  bytes_.store(held, std::memory_order_relaxed);
+  std::lock_guard lock(mutex_);
   std::vector<std::int32_t> start{0};
   closure(start);
-  std::lock_guard lock(mutex_);
   TG_CHECK(intern(std::move(start)) == 0);
 }
 
@@ -58,25 +86,36 @@ std::size_t Grammar::dfa_states() const {
 }
 
 void Grammar::closure(std::vector<std::int32_t>& set) const {
-  std::vector<char> seen(nfa_.states.size(), 0);
-  std::vector<std::int32_t> stack(set.begin(), set.end());
+  // A visit stamp per NFA state, kept between calls: no allocation or clearing per transition.
+  if (seen_.size() != nfa_.states.size()) seen_.assign(nfa_.states.size(), 0);
+  if (++stamp_ == 0) {
+    std::fill(seen_.begin(), seen_.end(), 0);
+    stamp_ = 1;
+  }
+  pending_.assign(set.begin(), set.end());
   set.clear();
-  while (!stack.empty()) {
-    const std::int32_t s = stack.back();
-    stack.pop_back();
-    if (seen[static_cast<std::size_t>(s)]) continue;
-    seen[static_cast<std::size_t>(s)] = 1;
+  while (!pending_.empty()) {
+    const std::int32_t s = pending_.back();
+    pending_.pop_back();
+    if (seen_[static_cast<std::size_t>(s)] == stamp_) continue;
+    seen_[static_cast<std::size_t>(s)] = stamp_;
+    ++work_;
     const Nfa::State& st = nfa_.states[static_cast<std::size_t>(s)];
     // Only states that read a byte, or accept, tell DFA states apart.
     if (!st.edges.empty() || s == nfa_.accept) set.push_back(s);
-    for (std::int32_t t : st.epsilon) stack.push_back(t);
+    for (std::int32_t t : st.epsilon) pending_.push_back(t);
   }
   std::sort(set.begin(), set.end());
 }
 
+bool Grammar::over_budget(std::size_t more_bytes) const {
+  return bytes_.load(std::memory_order_relaxed) + more_bytes > limits_.max_grammar_bytes;
+}
+
 Grammar::State Grammar::intern(std::vector<std::int32_t> set) const {
   if (auto it = index_.find(set); it != index_.end()) return it->second;
-  if (dfa_.size() >= kMaxDfaStates) {
+  const std::size_t cost = sizeof(DfaState) + kIndexEntryBytes + 2 * set.size() * sizeof(std::int32_t);
+  if (dfa_.size() >= limits_.max_dfa_states || over_budget(cost)) {
     overflowed_ = true;  // the automaton outgrew its budget: generation under it ends
     return kDead;
   }
@@ -88,10 +127,12 @@ Grammar::State Grammar::intern(std::vector<std::int32_t> set) const {
   const auto id = static_cast<State>(dfa_.size());
   dfa_.push_back(std::move(s));
   index_.emplace(std::move(set), id);
+  bytes_.fetch_add(cost, std::memory_order_relaxed);
   return id;
 }
 
 Grammar::State Grammar::step(State state, unsigned char byte) const {
+  ++work_;
   DfaState& s = *dfa_[static_cast<std::size_t>(state)];
   if (s.next[byte] != kUnknown) return s.next[byte];
   std::vector<std::int32_t> targets;
@@ -140,70 +181,151 @@ const std::vector<std::uint32_t>& Grammar::mask(State state) const {
   TG_CHECK(state >= 0);
   std::lock_guard lock(mutex_);
   DfaState& s = *dfa_[static_cast<std::size_t>(state)];
-  if (s.mask.empty()) fill_mask(s, state);
-  return s.mask;
+  std::size_t unlimited = static_cast<std::size_t>(-1);
+  advance_mask(s, state, unlimited);
+  return mask_of(s);
 }
 
-void Grammar::fill_mask(DfaState& s, State id) const {
+bool Grammar::prepare_mask(State state, std::size_t& budget) const {
+  TG_CHECK(state >= 0);
+  std::lock_guard lock(mutex_);
+  return advance_mask(*dfa_[static_cast<std::size_t>(state)], state, budget);
+}
+
+const std::vector<std::uint32_t>& Grammar::mask_of(const DfaState& s) const { return s.ends_only ? ends_only_ : s.mask; }
+
+bool Grammar::advance_mask(DfaState& s, State id, std::size_t& budget) const {
+  if (!s.mask.empty() || s.ends_only) return true;
   const TokenTrie& trie = *vocab_;
-  const auto vocab = static_cast<std::int32_t>(trie.vocab_size());
-  std::vector<std::uint32_t> m(static_cast<std::size_t>(kernels::mask_words(vocab)), 0);
-  bool any = false;
-  auto allow = [&](TokenId t) {
-    m[static_cast<std::size_t>(t) / 32] |= 1u << (t % 32);
-    any = true;
-  };
-  // Walk the trie and the DFA together: a trie node is reached in the DFA state its path leads to.
-  std::vector<std::pair<std::int32_t, State>> stack{{TokenTrie::kRoot, id}};
   const auto& nodes = trie.nodes();
-  while (!stack.empty()) {
-    const auto [node, state] = stack.back();
-    stack.pop_back();
-    const TokenTrie::Node& n = nodes[static_cast<std::size_t>(node)];
-    for (std::int32_t e = n.first_edge; e < n.first_edge + n.edges; ++e) {
-      const State to = step(state, trie.edge_byte(e));
-      if (to < 0) continue;
-      const std::int32_t child = trie.edge_node(e);
-      const TokenTrie::Node& c = nodes[static_cast<std::size_t>(child)];
-      for (std::int32_t k = c.first_token; k < c.first_token + c.tokens; ++k) allow(trie.token(k));
-      if (c.edges > 0) stack.emplace_back(child, to);
+  if (!s.walk) {
+    const std::size_t words = ends_only_.size();
+    if (over_budget(words * sizeof(std::uint32_t))) {
+      overflowed_ = s.ends_only = true;
+      return true;
     }
+    s.walk = std::make_unique<MaskWalk>();
+    s.walk->mask.assign(words, 0);
+    s.walk->stack.push_back({TokenTrie::kRoot, id, nodes[TokenTrie::kRoot].first_edge});
+    bytes_.fetch_add(words * sizeof(std::uint32_t), std::memory_order_relaxed);
   }
-  if (s.accepting || !any) {
+  MaskWalk& w = *s.walk;
+  auto allow = [&](TokenId t) {
+    w.mask[static_cast<std::size_t>(t) / 32] |= 1u << (t % 32);
+    w.any = true;
+  };
+  // Walk the trie and the DFA together, one edge at a time: a trie node is reached in the DFA
+  // state its path leads to.
+  const std::size_t began = work_;
+  while (!w.stack.empty()) {
+    if (work_ - began >= budget) {
+      budget = 0;
+      return false;
+    }
+    MaskWalk::Frame& f = w.stack.back();
+    const TokenTrie::Node& n = nodes[static_cast<std::size_t>(f.node)];
+    if (f.edge == n.first_edge + n.edges) {
+      w.stack.pop_back();
+      continue;
+    }
+    const std::int32_t e = f.edge++;
+    const State to = step(f.state, trie.edge_byte(e));
+    if (to < 0) continue;
+    const std::int32_t child = trie.edge_node(e);
+    const TokenTrie::Node& c = nodes[static_cast<std::size_t>(child)];
+    for (std::int32_t k = c.first_token; k < c.first_token + c.tokens; ++k) allow(trie.token(k));
+    if (c.edges > 0) w.stack.push_back({child, to, c.first_edge});
+  }
+  if (s.accepting || !w.any) {
     for (TokenId t : trie.end_tokens()) allow(t);
   }
-  s.mask = std::move(m);
+  s.mask = std::move(w.mask);
+  s.walk.reset();
+  budget -= std::min(budget, work_ - began);
+  return true;
 }
 
-std::variant<std::shared_ptr<const Grammar>, GrammarError> GrammarCache::get(const GrammarSpec& spec,
-                                                                             const Tokenizer& tokenizer) {
-  std::lock_guard lock(mutex_);
-  if (tokenizer_ != &tokenizer) {
-    tokenizer_ = &tokenizer;
-    vocab_ = std::make_shared<const TokenTrie>(tokenizer);
-    grammars_.clear();
-    lru_.clear();
-  }
+GrammarCache::Result GrammarCache::get(const GrammarSpec& spec, const Tokenizer& tokenizer) {
   const std::string key = spec.cache_key();
-  if (auto it = grammars_.find(key); it != grammars_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second.second);
-    return it->second.first;
+  std::shared_ptr<Compile> mine;
+  std::shared_ptr<const TokenTrie> vocab;
+  {
+    std::unique_lock lock(mutex_);
+    if (tokenizer_ != &tokenizer) {
+      tokenizer_ = &tokenizer;
+      vocab_ = std::make_shared<const TokenTrie>(tokenizer);
+      entries_.clear();
+      lru_.clear();
+    }
+    if (auto it = entries_.find(key); it != entries_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+      Result hit = it->second.result;
+      evict();  // grammars grow as they are used: the bytes are checked on every use
+      return hit;
+    }
+    if (auto it = compiling_.find(key); it != compiling_.end()) {
+      const std::shared_ptr<Compile> theirs = it->second;  // one compile per spec: wait for it
+      compiled_.wait(lock, [&] { return theirs->done; });
+      return theirs->result;
+    }
+    if (compiling_.size() >= max_compiles_) {
+      return GrammarError{"another output constraint is compiling (at most " + std::to_string(max_compiles_) +
+                              " at once): retry shortly",
+                          true};
+    }
+    mine = std::make_shared<Compile>();
+    compiling_.emplace(key, mine);
+    vocab = vocab_;
   }
-  auto compiled = Grammar::compile(spec, vocab_);
-  if (auto* e = std::get_if<GrammarError>(&compiled)) return *e;
-  auto grammar = std::get<std::shared_ptr<const Grammar>>(compiled);
-  lru_.push_front(key);
-  grammars_.emplace(key, std::make_pair(grammar, lru_.begin()));
-  while (grammars_.size() > capacity_) {
-    grammars_.erase(lru_.back());
+  Result result = Grammar::compile(spec, vocab, limits_);
+  {
+    std::lock_guard lock(mutex_);
+    mine->result = result;
+    mine->done = true;
+    compiling_.erase(key);
+    if (vocab == vocab_) {  // not compiled for a tokenizer that has since been replaced
+      lru_.push_front(key);
+      entries_.insert_or_assign(key, Entry{result, lru_.begin()});
+      evict();
+    }
+  }
+  compiled_.notify_all();
+  return result;
+}
+
+std::size_t GrammarCache::bytes_locked() const {
+  std::size_t total = 0;
+  for (const auto& [key, entry] : entries_) {
+    total += key.size();
+    if (auto* g = std::get_if<std::shared_ptr<const Grammar>>(&entry.result)) {
+      total += (*g)->bytes();
+    } else {
+      total += std::get<GrammarError>(entry.result).message.size();
+    }
+  }
+  return total;
+}
+
+void GrammarCache::evict() {
+  while (lru_.size() > 1 && (entries_.size() > capacity_ || bytes_locked() > max_bytes_)) {
+    entries_.erase(lru_.back());
     lru_.pop_back();
   }
-  return grammar;
 }
 
 std::size_t GrammarCache::size() const {
   std::lock_guard lock(mutex_);
-  return grammars_.size();
+  return entries_.size();
+}
+
+std::size_t GrammarCache::compiles_in_flight() const {
+  std::lock_guard lock(mutex_);
+  return compiling_.size();
+}
+
+std::size_t GrammarCache::bytes() const {
+  std::lock_guard lock(mutex_);
+  return bytes_locked();
 }
 
 }  // namespace tiergate::engine

@@ -23,11 +23,11 @@ struct GrammarLimits {
   std::size_t max_pattern_nodes = 100'000;    // byte-pattern nodes made while compiling (shared ones once)
   std::size_t max_nfa_states = 200'000;       // the Thompson NFA, every use of a shared node expanded
   std::size_t max_dfa_states = 50'000;        // the lazily built DFA, per grammar
-  std::size_t max_grammar_bytes = 64u << 20;  // DFA tables and token masks one grammar may hold
+  std::size_t max_grammar_bytes = 32u << 20;  // NFA, DFA tables and token masks one grammar may hold
   std::chrono::milliseconds max_compile_time{1000};  // parse, pattern, NFA and the first state's mask
 };
 
 // Every compiled grammar together (GrammarCache drops the least recently used past it).
-inline constexpr std::size_t kMaxGrammarCacheBytes = 512u << 20;
+inline constexpr std::size_t kMaxGrammarCacheBytes = 256u << 20;
 
 }  // namespace tiergate::engine

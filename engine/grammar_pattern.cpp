@@ -7,7 +7,12 @@ namespace pattern {
 
 namespace {
 
-PatternRef make(Pattern p) { return std::make_shared<const Pattern>(std::move(p)); }
+thread_local NodeCount* innermost_count = nullptr;
+
+PatternRef make(Pattern p) {
+  NodeCount::note_node();
+  return std::make_shared<const Pattern>(std::move(p));
+}
 
 int utf8_length(std::uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
 
@@ -74,12 +79,22 @@ void utf8_sequences(std::uint32_t lo, std::uint32_t hi, std::vector<PatternRef>&
 
 }  // namespace
 
+NodeCount::NodeCount() : outer_(innermost_count) { innermost_count = this; }
+NodeCount::~NodeCount() { innermost_count = outer_; }
+
+void NodeCount::note_node() {
+  for (NodeCount* c = innermost_count; c; c = c->outer_) ++c->made_;
+}
+
 PatternRef empty() { return make(Pattern{}); }
 
 PatternRef literal(std::string_view text) {
-  std::vector<PatternRef> items;
-  for (char c : text) items.push_back(byte_range(static_cast<unsigned char>(c), static_cast<unsigned char>(c)));
-  return seq(std::move(items));
+  if (text.empty()) return empty();
+  if (text.size() == 1) return byte_range(static_cast<unsigned char>(text[0]), static_cast<unsigned char>(text[0]));
+  Pattern p;
+  p.kind = Pattern::Kind::kLiteral;
+  p.text = text;
+  return make(std::move(p));
 }
 
 PatternRef byte_set(const std::bitset<256>& bytes) {
@@ -160,7 +175,8 @@ namespace {
 
 class NfaBuilder {
  public:
-  explicit NfaBuilder(std::size_t max_states) : max_states_(max_states) {}
+  NfaBuilder(std::size_t max_states, std::chrono::steady_clock::time_point deadline)
+      : max_states_(max_states), deadline_(deadline) {}
 
   struct Frag {
     std::int32_t start, end;
@@ -169,6 +185,11 @@ class NfaBuilder {
   std::int32_t add() {
     if (nfa_.states.size() >= max_states_) {
       overflow_ = true;
+      return 0;
+    }
+    // The clock is read once every 4096 states: cheap, and often enough to stop within a millisecond.
+    if (nfa_.states.size() % 4096 == 4095 && std::chrono::steady_clock::now() > deadline_) {
+      overflow_ = late_ = true;
       return 0;
     }
     nfa_.states.emplace_back();
@@ -200,6 +221,18 @@ class NfaBuilder {
           v = w + 1;
         }
         return {s, e};
+      }
+      case Pattern::Kind::kLiteral: {
+        const std::int32_t s = add();
+        std::int32_t at = s;
+        for (char c : p.text) {
+          const std::int32_t next = add();
+          if (overflow_) return {0, 0};
+          const auto b = static_cast<unsigned char>(c);
+          nfa_.states[static_cast<std::size_t>(at)].edges.push_back({b, b, next});
+          at = next;
+        }
+        return {s, at};
       }
       case Pattern::Kind::kSeq: {
         Frag f = build(*p.items.front());
@@ -295,9 +328,9 @@ class NfaBuilder {
     return {start, end};
   }
 
-  std::optional<Nfa> finish(const PatternRef& p) {
+  std::variant<Nfa, NfaFailure> finish(const PatternRef& p) {
     const Frag f = build(*p);
-    if (overflow_) return std::nullopt;
+    if (overflow_) return late_ ? NfaFailure::kTooSlow : NfaFailure::kTooManyStates;
     // State 0 must start: build() allocated it first.
     if (f.start != 0) eps(0, f.start);
     nfa_.accept = f.end;
@@ -307,13 +340,16 @@ class NfaBuilder {
  private:
   Nfa nfa_;
   std::size_t max_states_;
+  std::chrono::steady_clock::time_point deadline_;
   bool overflow_ = false;
+  bool late_ = false;
 };
 
 }  // namespace
 
-std::optional<Nfa> compile_nfa(const PatternRef& pattern, std::size_t max_states) {
-  NfaBuilder b(max_states);
+std::variant<Nfa, NfaFailure> compile_nfa(const PatternRef& pattern, std::size_t max_states,
+                                          std::chrono::steady_clock::time_point deadline) {
+  NfaBuilder b(max_states, deadline);
   return b.finish(pattern);
 }
 

@@ -2,7 +2,8 @@
 // Thompson NFA. JSON schemas (engine/json_schema_pattern.h), regular expressions
 // (engine/regex_pattern.h), choices and tool calls all become a Pattern; engine/grammar.h turns
 // the NFA into a lazily built DFA whose states carry token masks. Patterns are immutable and may
-// share sub-patterns (a $ref used twice is one node); compiling expands each use. Pure functions.
+// share sub-patterns (a $ref used twice is one node); compiling expands each use. Pure functions,
+// but for NodeCount, which counts the nodes a thread makes while it lives (the compile budget).
 //
 // UTF-8: bytes, not characters, are the alphabet, so "any character" is the alternation of the
 // well-formed UTF-8 byte sequences (utf8_class), and a token holding half a character is matched
@@ -10,12 +11,14 @@
 #pragma once
 
 #include <bitset>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace tiergate::engine {
@@ -27,6 +30,7 @@ struct Pattern {
   enum class Kind {
     kEmpty,    // matches ""
     kBytes,    // one byte of `bytes`
+    kLiteral,  // the bytes of `text`, in order: one node however long
     kSeq,      // items in order
     kAlt,      // one of items
     kRepeat,   // items[0], min..max times (max -1: unbounded)
@@ -36,6 +40,7 @@ struct Pattern {
   };
   Kind kind = Kind::kEmpty;
   std::bitset<256> bytes;
+  std::string text;            // kLiteral
   std::vector<PatternRef> items;
   std::vector<bool> required;  // kMembers: per member (items[i + 1])
   int min = 0, max = -1;
@@ -55,6 +60,23 @@ PatternRef members(PatternRef separator, std::vector<PatternRef> members, std::v
 // Any Unicode scalar value in one of the inclusive code point ranges, UTF-8 encoded (surrogates
 // excluded).
 PatternRef utf8_class(const std::vector<std::pair<std::uint32_t, std::uint32_t>>& ranges);
+
+// Counts the nodes this thread makes while it lives (nested counts each see them). Compilers of
+// client input check `made()` against their budget as they go, so that a spec whose pattern would
+// be too large stops growing at the limit rather than after it.
+class NodeCount {
+ public:
+  NodeCount();
+  ~NodeCount();
+  NodeCount(const NodeCount&) = delete;
+  NodeCount& operator=(const NodeCount&) = delete;
+  std::size_t made() const { return made_; }
+  static void note_node();  // every node made on this thread
+
+ private:
+  std::size_t made_ = 0;
+  NodeCount* outer_;
+};
 }  // namespace pattern
 
 // Thompson NFA: state 0 starts, `accept` accepts. Edges read one byte in [lo, hi].
@@ -71,7 +93,13 @@ struct Nfa {
   std::int32_t accept = 0;
 };
 
-// nullopt when the NFA would pass `max_states` (the pattern is too large to serve).
-std::optional<Nfa> compile_nfa(const PatternRef& pattern, std::size_t max_states);
+enum class NfaFailure {
+  kTooManyStates,  // it would pass `max_states`
+  kTooSlow,        // it was not done by `deadline`
+};
+// Builds while it stays within both; the pattern's nesting bounds the recursion.
+std::variant<Nfa, NfaFailure> compile_nfa(const PatternRef& pattern, std::size_t max_states,
+                                          std::chrono::steady_clock::time_point deadline =
+                                              std::chrono::steady_clock::time_point::max());
 
 }  // namespace tiergate::engine

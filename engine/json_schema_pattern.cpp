@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <vector>
@@ -98,13 +99,18 @@ PatternRef any_object(int depth) {
 // Any JSON value with objects and arrays nested at most `depth` deep (memoised: each depth is
 // one shared node, expanded where compiled).
 PatternRef any_value(int depth) {
-  static std::vector<PatternRef> memo(kMaxJsonDepth + 2);
-  depth = std::clamp(depth, 0, kMaxJsonDepth + 1);
-  if (memo[static_cast<std::size_t>(depth)]) return memo[static_cast<std::size_t>(depth)];
-  PatternRef p = depth == 0 ? scalar()
-                            : pt::alt({any_object(depth), array_of(pt::list(any_value(depth - 1), comma(), 1, -1)), scalar()});
-  memo[static_cast<std::size_t>(depth)] = p;
-  return p;
+  // Built once, every depth at the first call (a static initialiser, so compiles on several
+  // threads share it safely).
+  static const std::vector<PatternRef> by_depth = [] {
+    std::vector<PatternRef> v{scalar()};
+    for (int d = 1; d <= kMaxJsonDepth + 1; ++d) {
+      const PatternRef inner = v.back();
+      const PatternRef member = pt::seq({any_string(), ws(), lit(":"), ws(), inner});
+      v.push_back(pt::alt({object_of(pt::list(member, comma(), 1, -1)), array_of(pt::list(inner, comma(), 1, -1)), scalar()}));
+    }
+    return v;
+  }();
+  return by_depth[static_cast<std::size_t>(std::clamp(depth, 0, kMaxJsonDepth + 1))];
 }
 
 // A value a schema leaves free (`{}`, `true`, an object with no properties) nests at most this
@@ -190,10 +196,28 @@ const std::set<std::string_view>& annotations() {
 
 class SchemaCompiler {
  public:
-  SchemaCompiler(element root, bool strict) : root_(root), strict_(strict) {}
+  SchemaCompiler(element root, bool strict, const GrammarLimits& limits) : root_(root), strict_(strict), limits_(limits) {}
 
+  // `depth`: how deep free values may still nest (kMaxJsonDepth at the top); `level_` counts the
+  // schema levels this call is inside, for the nesting limit.
   PatternRef compile(element schema, const std::string& path, int depth) {
     if (error_) return pt::empty();
+    if (level_ >= limits_.max_nesting) {
+      return fail(path, "the schema nests past the limit of " + std::to_string(limits_.max_nesting) + " levels");
+    }
+    if (nodes_.made() > limits_.max_pattern_nodes) {
+      return fail(path, "the schema's pattern passes the limit of " + std::to_string(limits_.max_pattern_nodes) + " nodes");
+    }
+    ++level_;
+    PatternRef p = compile_level(schema, path, depth);
+    --level_;
+    return p;
+  }
+
+  std::optional<SchemaError> error() const { return error_; }
+
+ private:
+  PatternRef compile_level(element schema, const std::string& path, int depth) {
     if (schema.is_bool()) {
       if (schema.get_bool().value_unsafe()) return free_value(depth);
       return fail(path, "the schema `false` admits no value");
@@ -216,9 +240,6 @@ class SchemaCompiler {
     return nullable ? pt::alt({p, lit("null")}) : p;
   }
 
-  std::optional<SchemaError> error() const { return error_; }
-
- private:
   PatternRef fail(const std::string& path, std::string what) {
     if (!error_) error_ = SchemaError{"unsupported JSON schema at " + path + ": " + what};
     return pt::empty();
@@ -314,9 +335,13 @@ class SchemaCompiler {
     if (root_.at_pointer(ref.substr(1)).get(target) != simdjson::SUCCESS) {
       return fail(path + ".$ref", "'" + ref + "' points at nothing");
     }
+    // Below depth 0 a free value is a scalar at any depth, so those depths share one entry.
+    const auto key = std::make_pair(ref, std::max(depth, -1));
+    if (auto it = compiled_refs_.find(key); it != compiled_refs_.end()) return it->second;
     refs_.push_back(ref);
     PatternRef p = compile(target, ref, depth);
     refs_.pop_back();
+    compiled_refs_.emplace(key, p);
     return p;
   }
 
@@ -364,7 +389,7 @@ class SchemaCompiler {
       if (start) regex.erase(0, 1);
       if (end) regex.pop_back();
       regex = (start ? "" : ".*") + std::string("(") + regex + ")" + (end ? "" : ".*");
-      auto p = regex_pattern(regex);
+      auto p = regex_pattern(regex, limits_);
       if (auto* e = std::get_if<RegexError>(&p)) return fail(path + ".pattern", e->message);
       return string_of(json_string_content(std::get<PatternRef>(p)));
     }
@@ -496,16 +521,26 @@ class SchemaCompiler {
 
   element root_;
   bool strict_;
-  std::vector<std::string> refs_;
+  const GrammarLimits& limits_;
+  pattern::NodeCount nodes_;
+  int level_ = 0;
+  std::vector<std::string> refs_;                            // the $refs being compiled (recursion check)
+  std::map<std::pair<std::string, int>, PatternRef> compiled_refs_;  // (ref, depth) -> its pattern
   std::optional<SchemaError> error_;
 };
 
 std::variant<PatternRef, SchemaError> compile_schema(element schema, element root, bool strict, const std::string& path,
-                                                     int depth) {
-  SchemaCompiler c(root, strict);
+                                                     int depth, const GrammarLimits& limits) {
+  SchemaCompiler c(root, strict, limits);
   PatternRef p = c.compile(schema, path, depth);
   if (auto e = c.error()) return *e;
   return p;
+}
+
+std::optional<SchemaError> too_long(std::string_view text, const char* what, const GrammarLimits& limits) {
+  if (text.size() <= limits.max_source_bytes) return std::nullopt;
+  return SchemaError{std::string(what) + " is " + std::to_string(text.size()) + " bytes, past the limit of " +
+                     std::to_string(limits.max_source_bytes)};
 }
 
 }  // namespace
@@ -534,16 +569,19 @@ std::string json_quote(std::string_view s) {
 
 PatternRef json_object_pattern() { return any_object(kMaxJsonDepth); }
 
-std::variant<PatternRef, SchemaError> json_schema_pattern(std::string_view schema, bool strict) {
+std::variant<PatternRef, SchemaError> json_schema_pattern(std::string_view schema, bool strict,
+                                                          const GrammarLimits& limits) {
+  if (auto e = too_long(schema, "the schema", limits)) return *e;
   simdjson::dom::parser parser;
   element root;
   if (parser.parse(simdjson::padded_string(schema)).get(root) != simdjson::SUCCESS) {
     return SchemaError{"the schema is not valid JSON"};
   }
-  return compile_schema(root, root, strict, "$", kMaxJsonDepth);
+  return compile_schema(root, root, strict, "$", kMaxJsonDepth, limits);
 }
 
-std::variant<PatternRef, SchemaError> choice_pattern(std::string_view choices) {
+std::variant<PatternRef, SchemaError> choice_pattern(std::string_view choices, const GrammarLimits& limits) {
+  if (auto e = too_long(choices, "the choices", limits)) return *e;
   simdjson::dom::parser parser;
   simdjson::dom::array list;
   if (parser.parse(simdjson::padded_string(choices)).get_array().get(list) != simdjson::SUCCESS || list.size() == 0) {
@@ -558,7 +596,8 @@ std::variant<PatternRef, SchemaError> choice_pattern(std::string_view choices) {
   return pt::alt(std::move(alts));
 }
 
-std::variant<PatternRef, SchemaError> tool_calls_pattern(std::string_view source) {
+std::variant<PatternRef, SchemaError> tool_calls_pattern(std::string_view source, const GrammarLimits& limits) {
+  if (auto e = too_long(source, "the tools' description", limits)) return *e;
   simdjson::dom::parser parser;
   element root;
   if (parser.parse(simdjson::padded_string(source)).get(root) != simdjson::SUCCESS) {
@@ -580,7 +619,7 @@ std::variant<PatternRef, SchemaError> tool_calls_pattern(std::string_view source
     if (t["name"].get_string().get(name) || t["parameters"].get(parameters)) return SchemaError{"malformed tool"};
     PatternRef args = any_object(kMaxJsonDepth);
     if (!parameters.is_null()) {
-      auto compiled = compile_schema(parameters, parameters, false, "$", kMaxJsonDepth);
+      auto compiled = compile_schema(parameters, parameters, false, "$", kMaxJsonDepth, limits);
       if (auto* e = std::get_if<SchemaError>(&compiled)) {
         return SchemaError{"tools[" + std::to_string(i) + "].function.parameters: " + e->message};
       }

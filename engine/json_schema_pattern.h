@@ -16,13 +16,18 @@
 //   with no properties) are any JSON nested up to 3 levels; json_object's up to kMaxJsonDepth.
 // Whitespace between tokens: nothing, one space, or a newline and up to 16 spaces or tabs of
 // indentation (so that a model's habit of pretty printing fits, but cannot loop forever).
-// Pure functions.
+// Budgets (engine/grammar_limits.h): the text's size, schema levels (objects, arrays, anyOf, allOf,
+// $ref) nested past `max_nesting`, and pattern nodes past `max_pattern_nodes` are errors naming the
+// limit, found while compiling. A $ref's target compiles once per nesting depth and is shared by
+// every use, so a chain of definitions that each refer twice to the next stays linear here (its
+// NFA, which expands each use, meets the NFA limit instead). Pure functions.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <variant>
 
+#include "engine/grammar_limits.h"
 #include "engine/grammar_pattern.h"
 
 namespace tiergate::engine {
@@ -37,11 +42,12 @@ struct SchemaError {
 PatternRef json_object_pattern();
 // `schema`: JSON text. strict: OpenAI's strict mode, which also requires every object to set
 // additionalProperties false and list every property in required.
-std::variant<PatternRef, SchemaError> json_schema_pattern(std::string_view schema, bool strict);
+std::variant<PatternRef, SchemaError> json_schema_pattern(std::string_view schema, bool strict,
+                                                          const GrammarLimits& limits = {});
 // `choices`: a JSON list of strings.
-std::variant<PatternRef, SchemaError> choice_pattern(std::string_view choices);
+std::variant<PatternRef, SchemaError> choice_pattern(std::string_view choices, const GrammarLimits& limits = {});
 // `source`: engine/tool_calls.cpp's description of the calls allowed.
-std::variant<PatternRef, SchemaError> tool_calls_pattern(std::string_view source);
+std::variant<PatternRef, SchemaError> tool_calls_pattern(std::string_view source, const GrammarLimits& limits = {});
 
 // `s` as a JSON string literal (quotes, escapes), as the patterns write property and tool names.
 std::string json_quote(std::string_view s);

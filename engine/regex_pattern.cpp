@@ -45,7 +45,7 @@ Ranges space() { return {{'\t', '\r'}, {' ', ' '}}; }
 
 class Parser {
  public:
-  explicit Parser(std::string_view text) : text_(text) {}
+  Parser(std::string_view text, const GrammarLimits& limits) : text_(text), limits_(limits) {}
 
   std::variant<PatternRef, RegexError> run() {
     if (peek() == '^') ++at_;
@@ -61,6 +61,9 @@ class Parser {
  private:
   std::optional<RegexError> error_;
   std::string_view text_;
+  const GrammarLimits& limits_;
+  pattern::NodeCount nodes_;
+  int depth_ = 0;
   std::size_t at_ = 0;
 
   PatternRef fail(std::string what) {
@@ -93,6 +96,9 @@ class Parser {
   PatternRef concatenation() {
     std::vector<PatternRef> items;
     while (!done() && peek() != '|' && peek() != ')') {
+      if (nodes_.made() > limits_.max_pattern_nodes) {
+        return fail("a pattern past the limit of " + std::to_string(limits_.max_pattern_nodes) + " nodes");
+      }
       if (peek() == '$' && at_ + 1 == text_.size()) {  // the end anchor: the whole output matches anyway
         ++at_;
         break;
@@ -113,8 +119,10 @@ class Parser {
     return digits_read == 0 ? -1 : n;
   }
 
+  // One quantifier (and its lazy `?`) per atom: `a**` and `a{2}{3}` are Python's "multiple
+  // repeat", and refusing them keeps a run of 100,000 quantifiers from nesting 100,000 deep.
   PatternRef quantified(PatternRef atom) {
-    for (;;) {
+    for (bool repeated = false;; repeated = true) {
       int min = 1, max = 1;
       const char c = peek();
       if (c == '*') {
@@ -142,6 +150,10 @@ class Parser {
         if (min > kMaxCount || max > kMaxCount) return fail("a count above " + std::to_string(kMaxCount));
       } else {
         return atom;
+      }
+      if (repeated) {
+        --at_;
+        return fail("a quantifier after a quantifier (multiple repeat)");
       }
       if (peek() == '?') ++at_;  // lazy: the same language
       if (peek() == '+') return fail("a possessive quantifier");
@@ -177,6 +189,9 @@ class Parser {
   }
 
   PatternRef group() {
+    if (depth_ >= limits_.max_nesting) {
+      return fail("groups nested past the limit of " + std::to_string(limits_.max_nesting) + " levels");
+    }
     ++at_;
     if (peek() == '?') {
       ++at_;
@@ -197,7 +212,9 @@ class Parser {
         return fail("an inline flag or group construct this subset lacks");
       }
     }
+    ++depth_;
     PatternRef inner = alternation();
+    --depth_;
     if (error_) return inner;
     if (peek() != ')') return fail("an unclosed '('");
     ++at_;
@@ -317,9 +334,33 @@ class Parser {
 
 }  // namespace
 
-std::variant<PatternRef, RegexError> regex_pattern(std::string_view regex) { return Parser(regex).run(); }
+std::variant<PatternRef, RegexError> regex_pattern(std::string_view regex, const GrammarLimits& limits) {
+  if (regex.size() > limits.max_source_bytes) {
+    return RegexError{"the regular expression is " + std::to_string(regex.size()) + " bytes, past the limit of " +
+                      std::to_string(limits.max_source_bytes)};
+  }
+  return Parser(regex, limits).run();
+}
 
 namespace {
+
+// One byte of `bytes` as JSON string content: the byte itself, or its escape.
+PatternRef escaped_byte_set(const std::bitset<256>& bytes) {
+  std::bitset<256> plain = bytes;
+  for (unsigned b = 0; b < 0x20; ++b) plain.reset(b);
+  plain.reset('"');
+  plain.reset('\\');
+  std::vector<PatternRef> ways;
+  if (plain.any()) ways.push_back(pattern::byte_set(plain));
+  if (bytes.test('"')) ways.push_back(pattern::literal("\\\""));
+  if (bytes.test('\\')) ways.push_back(pattern::literal("\\\\"));
+  if (bytes.test('\n')) ways.push_back(pattern::literal("\\n"));
+  if (bytes.test('\t')) ways.push_back(pattern::literal("\\t"));
+  if (bytes.test('\r')) ways.push_back(pattern::literal("\\r"));
+  return pattern::alt(std::move(ways));
+}
+
+bool needs_escape(unsigned char b) { return b < 0x20 || b == '"' || b == '\\'; }
 
 PatternRef escape_node(const PatternRef& p, std::map<const Pattern*, PatternRef>& done) {
   if (auto it = done.find(p.get()); it != done.end()) return it->second;
@@ -327,18 +368,23 @@ PatternRef escape_node(const PatternRef& p, std::map<const Pattern*, PatternRef>
   switch (p->kind) {
     case Pattern::Kind::kEmpty: out = p; break;
     case Pattern::Kind::kBytes: {
-      std::bitset<256> plain = p->bytes;
-      for (unsigned b = 0; b < 0x20; ++b) plain.reset(b);
-      plain.reset('"');
-      plain.reset('\\');
-      std::vector<PatternRef> ways;
-      if (plain.any()) ways.push_back(pattern::byte_set(plain));
-      if (p->bytes.test('"')) ways.push_back(pattern::literal("\\\""));
-      if (p->bytes.test('\\')) ways.push_back(pattern::literal("\\\\"));
-      if (p->bytes.test('\n')) ways.push_back(pattern::literal("\\n"));
-      if (p->bytes.test('\t')) ways.push_back(pattern::literal("\\t"));
-      if (p->bytes.test('\r')) ways.push_back(pattern::literal("\\r"));
-      out = ways.size() == 1 && plain == p->bytes ? p : pattern::alt(std::move(ways));
+      bool plain = true;
+      for (unsigned b = 0; b < 256; ++b) plain &= !(p->bytes.test(b) && needs_escape(static_cast<unsigned char>(b)));
+      out = plain ? p : escaped_byte_set(p->bytes);
+      break;
+    }
+    case Pattern::Kind::kLiteral: {
+      if (std::none_of(p->text.begin(), p->text.end(), [](char c) { return needs_escape(static_cast<unsigned char>(c)); })) {
+        out = p;
+        break;
+      }
+      std::vector<PatternRef> bytes;
+      for (char c : p->text) {
+        std::bitset<256> one;
+        one.set(static_cast<unsigned char>(c));
+        bytes.push_back(escaped_byte_set(one));
+      }
+      out = pattern::seq(std::move(bytes));
       break;
     }
     default: {

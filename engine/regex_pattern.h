@@ -4,13 +4,18 @@
 // the quantifiers * + ? {n} {n,} {n,m} (lazy forms too: the language is the same). `^` at the start
 // and `$` at the end are accepted (the whole output always matches); anything that is not regular
 // (backreferences, lookaround, \b) or that this subset lacks (inline flags) is an error naming it
-// and its position. \d \w \s are ASCII. `.` is any character but a newline. Pure functions.
+// and its position. \d \w \s are ASCII. `.` is any character but a newline. As in Python's re, a
+// quantifier cannot follow a quantifier ("multiple repeat"). Groups nest at most
+// `limits.max_nesting` deep and the pattern holds at most `limits.max_pattern_nodes` nodes: the
+// parser stops at either, so its recursion and memory are bounded by the limits, not the input.
+// Pure functions.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <variant>
 
+#include "engine/grammar_limits.h"
 #include "engine/grammar_pattern.h"
 
 namespace tiergate::engine {
@@ -19,7 +24,7 @@ struct RegexError {
   std::string message;
 };
 
-std::variant<PatternRef, RegexError> regex_pattern(std::string_view regex);
+std::variant<PatternRef, RegexError> regex_pattern(std::string_view regex, const GrammarLimits& limits = {});
 
 // The pattern as the content of a JSON string: `"`, `\` and the control characters a match may
 // hold are written as JSON escapes (\", \\, \n, \t, \r); other control characters are left out.

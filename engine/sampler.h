@@ -47,6 +47,11 @@ class Sampler {
   // ended it (an end-of-generation token) or could not continue it.
   bool accept(TokenId token);
   bool constrained() const { return params_.grammar != nullptr; }
+  // Works on the grammar's mask for the next draw within `budget` (Grammar::prepare_mask), taking
+  // what it spent; true when the next draw needs no more mask work (or the draw is unconstrained).
+  bool prepare_mask(std::size_t& budget) const {
+    return !params_.grammar || grammar_state_ < 0 || params_.grammar->prepare_mask(grammar_state_, budget);
+  }
 
   // The next token from one row of logits on the host: add_draw, sample_on_host and result.
   SampledToken sample(std::span<const float> logits) const;

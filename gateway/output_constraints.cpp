@@ -31,6 +31,7 @@ std::optional<ApiError> bind_output_constraints(GenerationRequest& req, const en
   if (!req.grammar) return std::nullopt;
   auto compiled = grammars.get(*req.grammar, tokenizer);
   if (auto* e = std::get_if<engine::GrammarError>(&compiled)) {
+    if (e->busy) return ApiError{503, e->message, "server_error", req.grammar->param, "server_busy"};
     return ApiError{400, "'" + req.grammar->param + "': " + e->message, "invalid_request_error", req.grammar->param,
                     "unsupported_parameter"};
   }

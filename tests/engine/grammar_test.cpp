@@ -54,8 +54,8 @@ bool nfa_accepts(const Nfa& nfa, std::string_view text) {
 
 Nfa nfa_of(const PatternRef& p) {
   auto nfa = compile_nfa(p, 1000000);
-  EXPECT_TRUE(nfa.has_value());
-  return nfa ? std::move(*nfa) : Nfa{};
+  EXPECT_TRUE(std::holds_alternative<Nfa>(nfa));
+  return std::holds_alternative<Nfa>(nfa) ? std::move(std::get<Nfa>(nfa)) : Nfa{};
 }
 
 Nfa regex_nfa(std::string_view regex) {
