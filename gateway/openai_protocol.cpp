@@ -2,9 +2,14 @@
 
 #include <simdjson.h>
 
+// Boost.JSON's implementation, compiled into this one translation unit (its header-only mode): the
+// compiled libboost_json is not among the build's dependencies. Any other file that builds JSON
+// with Boost.JSON includes <boost/json.hpp> only.
+#include <boost/json/src.hpp>
 #include <cmath>
 #include <limits>
 
+#include "engine/unicode.h"
 #include "gateway/generation_options.h"
 #include "gateway/logprobs_json.h"
 #include "gateway/request_fields.h"
@@ -90,9 +95,19 @@ std::optional<ApiError> read_content(element content, std::string& out) {
 }  // namespace
 
 std::string ApiError::to_json() const {
-  return "{\"error\": {\"message\": " + json_string(message) + ", \"type\": " + json_string(type) +
-         ", \"param\": " + (param.empty() ? std::string("null") : json_string(param)) +
-         ", \"code\": " + (code.empty() ? std::string("null") : json_string(code)) + "}}";
+  // A message may quote what the client sent before any validation (a request path, a header), and
+  // Boost.JSON 1.81 copies bytes >= 0x80 through unchecked: repair to UTF-8 first (U+FFFD), so the
+  // body is JSON every client can parse.
+  auto text = [](const std::string& s) { return boost::json::value(boost::json::string(engine::to_valid_utf8(s))); };
+  auto text_or_null = [&](const std::string& s) { return s.empty() ? boost::json::value(nullptr) : text(s); };
+  boost::json::object error;
+  error["message"] = text(message);
+  error["type"] = text(type);
+  error["param"] = text_or_null(param);
+  error["code"] = text_or_null(code);
+  boost::json::object body;
+  body["error"] = std::move(error);
+  return boost::json::serialize(body);
 }
 
 std::variant<GenerationRequest, ApiError> parse_generation(std::string_view body, Endpoint endpoint, bool qos_route) {

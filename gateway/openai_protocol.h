@@ -27,6 +27,8 @@ struct ApiError {
   std::string param;  // empty when no single parameter is at fault
   std::string code;
 
+  // {"error": {"message", "type", "param", "code"}}, always valid UTF-8: the fields may quote
+  // unvalidated client bytes (a path), which come out repaired (each ill-formed byte as U+FFFD).
   std::string to_json() const;
 };
 

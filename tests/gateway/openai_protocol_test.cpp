@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "engine/unicode.h"
 #include "gateway/api_keys.h"
 #include "qos/config_writer.h"
 #include "tests/temp_file.h"
@@ -448,10 +449,56 @@ RC_GTEST_PROP(OpenAiProtocolProperty, SchemaBodiesParseToTheirValuesOrNameTheBad
   RC_ASSERT(e->status == 400 && e->param.empty());
 }
 
+// The error object's fields as simdjson reads them (simdjson rejects ill-formed UTF-8); "<invalid>"
+// when the body is not valid JSON, "<null>" for a null field.
+std::map<std::string, std::string> error_fields(const std::string& body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object error;
+  if (parser.parse(simdjson::padded_string(body))["error"].get_object().get(error) != simdjson::SUCCESS) {
+    return {{"<invalid>", body}};
+  }
+  std::map<std::string, std::string> fields;
+  for (auto [key, value] : error) {
+    std::string_view text;
+    fields[std::string(key)] = value.is_null() ? "<null>"
+                               : value.get_string().get(text) == simdjson::SUCCESS ? std::string(text)
+                                                                                   : "<not a string>";
+  }
+  return fields;
+}
+
 TEST(OpenAiProtocol, ErrorJsonHasTheOpenAiShape) {
-  const ApiError e{429, "queue \"full\"", "rate_limit_error", "", "queue_full"};
-  EXPECT_EQ(e.to_json(),
-            R"({"error": {"message": "queue \"full\"", "type": "rate_limit_error", "param": null, "code": "queue_full"}})");
+  const ApiError e{429, "queue \"full\"\n", "rate_limit_error", "", "queue_full"};
+  const std::map<std::string, std::string> want{
+      {"message", "queue \"full\"\n"}, {"type", "rate_limit_error"}, {"param", "<null>"}, {"code", "queue_full"}};
+  EXPECT_EQ(error_fields(e.to_json()), want);
+}
+
+// Issue 23, hole 4: a 404 quoted the raw path, and `GET /v1/\xff\xfe` gave a body no JSON parser
+// accepts. Ill-formed bytes come out as U+FFFD, one per byte, as Python's errors="replace" does.
+TEST(OpenAiProtocol, ErrorJsonRepairsBytesThatAreNotUtf8) {
+  const ApiError e{404, "no route /v1/\xff\xfe", "invalid_request_error", "p\xc3", "not_found"};
+  const std::map<std::string, std::string> want{{"message", "no route /v1/\uFFFD\uFFFD"},
+                                                {"type", "invalid_request_error"},
+                                                {"param", "p\uFFFD"},
+                                                {"code", "not_found"}};
+  EXPECT_EQ(error_fields(e.to_json()), want);
+  // Well-formed text beyond ASCII passes through unchanged.
+  EXPECT_EQ(error_fields(ApiError{404, "no route /caf\u00e9/\U0001F600", "t", "", ""}.to_json())["message"],
+            "no route /caf\u00e9/\U0001F600");
+}
+
+RC_GTEST_PROP(OpenAiProtocol, ErrorJsonIsValidJsonWhateverBytesItQuotes,
+              (const std::string& message, const std::string& param, const std::string& code)) {
+  const std::string body = ApiError{400, message, "invalid_request_error", param, code}.to_json();
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  RC_ASSERT(parser.parse(simdjson::padded_string(body)).get(root) == simdjson::SUCCESS);
+  // Each field is its text repaired (valid text comes out as it was); an empty param or code is null.
+  const auto fields = error_fields(body);
+  RC_ASSERT(fields.at("message") == engine::to_valid_utf8(message));
+  RC_ASSERT(fields.at("param") == (param.empty() ? std::string("<null>") : engine::to_valid_utf8(param)));
+  RC_ASSERT(fields.at("code") == (code.empty() ? std::string("<null>") : engine::to_valid_utf8(code)));
 }
 
 TEST(ApiKeys, HashesAndMatchesInConstantTime) {
