@@ -96,9 +96,19 @@ std::shared_ptr<const ApiKeyStore> ApiKeyStore::parse(std::string_view contents,
     } else {
       simdjson::dom::array ids;
       if (users.get_array().get(ids) != simdjson::SUCCESS) throw ApiKeyError(at + ".users must be \"*\" or a list");
+      // A key for no user, or for the user "", would act as user "": every such key would share
+      // that one user's sessions and quota.
+      if (ids.size() == 0) {
+        throw ApiKeyError(at + ".users is empty: list the user ids the key may act for, or \"*\" for any user");
+      }
+      std::size_t u = 0;
       for (simdjson::dom::element id : ids) {
         if (id.get_string().get(text) != simdjson::SUCCESS) throw ApiKeyError(at + ".users holds a non-string");
+        if (text.empty()) {
+          throw ApiKeyError(at + ".users[" + std::to_string(u) + "] is the empty user id: remove it or name a user");
+        }
         k.users.emplace_back(text);
+        ++u;
       }
     }
     keys.push_back(std::move(k));

@@ -1,5 +1,6 @@
-// API keys: stored only as SHA-256 hashes in a JSON file, each bound to a list of user ids or to
-// "*" (a trusted backend that may act for any user), optionally marked admin. Lookups hash the
+// API keys: stored only as SHA-256 hashes in a JSON file, each bound to a list of user ids (at
+// least one, none of them "") or to "*" (a trusted backend that may act for any user), optionally
+// marked admin. Lookups hash the
 // presented key and compare in constant time; keys are never logged. Immutable after load (reload
 // = build a new store); thread-safe to read.
 //
@@ -33,7 +34,8 @@ class ApiKeyError : public std::runtime_error {
 
 class ApiKeyStore {
  public:
-  // Throws ApiKeyError naming the file and the problem. A missing file is an empty store.
+  // Throws ApiKeyError naming the file, the JSON path and the problem (a key bound to no user or
+  // to "" among them). A missing file is an empty store.
   static std::shared_ptr<const ApiKeyStore> load(const std::string& path);
   // The same from the file's text (`file` names it in messages). Throws ApiKeyError.
   static std::shared_ptr<const ApiKeyStore> parse(std::string_view text, const std::string& file);

@@ -501,6 +501,48 @@ RC_GTEST_PROP(OpenAiProtocol, ErrorJsonIsValidJsonWhateverBytesItQuotes,
   RC_ASSERT(fields.at("code") == (code.empty() ? std::string("<null>") : engine::to_valid_utf8(code)));
 }
 
+// The problem ApiKeyStore::parse reports for `text`, or "<accepted>".
+std::string key_file_problem(const std::string& text) {
+  try {
+    ApiKeyStore::parse(text, "k.json");
+  } catch (const ApiKeyError& e) {
+    return e.what();
+  }
+  return "<accepted>";
+}
+
+// Issue 23, hole 5: a key bound to no user, or to the user "", acted as user "" and shared that
+// user's sessions with every other such key. Only `keys add` refused them; the file is refused now.
+TEST(ApiKeys, AFileBindingAKeyToNoUserOrTheEmptyUserIsRefused) {
+  const std::string hash = "\"sha256\": \"" + std::string(64, 'a') + "\"";
+  EXPECT_EQ(key_file_problem(R"({"keys": [{)" + hash + R"(, "users": []}]})"),
+            "k.json: $.keys[0].users is empty: list the user ids the key may act for, or \"*\" for any user");
+  EXPECT_EQ(key_file_problem(R"({"keys": [{)" + hash + R"(, "users": ["u"]}, {)" + hash + R"(, "users": ["a", ""]}]})"),
+            "k.json: $.keys[1].users[1] is the empty user id: remove it or name a user");
+  EXPECT_EQ(key_file_problem(R"({"keys": [{)" + hash + R"(, "users": ["a", "b"]}, {)" + hash + R"(, "users": "*"}]})"),
+            "<accepted>");
+}
+
+// Any list of user ids: the file is accepted exactly when the list is non-empty and holds no "",
+// and then the key acts for those users and no other.
+// Any list of user ids (some of them ""): the file is accepted exactly when the list is non-empty
+// and holds no "", and then the key acts for those users and no other.
+RC_GTEST_PROP(ApiKeys, AKeyFileIsAcceptedExactlyWhenEveryKeyHasAUser, ()) {
+  const auto users = *rc::gen::container<std::vector<std::string>>(
+      rc::gen::container<std::string>(rc::gen::inRange('a', 'd')));
+  std::string list;
+  for (const std::string& u : users) list += (list.empty() ? "" : ", ") + qos::json_string(u);
+  const std::string text = R"({"keys": [{"sha256": ")" + sha256_hex("k") + R"(", "users": [)" + list + "]}]}";
+  const bool acceptable =
+      !users.empty() && std::none_of(users.begin(), users.end(), [](const std::string& u) { return u.empty(); });
+  RC_ASSERT((key_file_problem(text) == "<accepted>") == acceptable);
+  if (!acceptable) return;
+  const auto key = ApiKeyStore::parse(text, "k.json")->authenticate("k");
+  RC_ASSERT(key.has_value());
+  RC_ASSERT(key->users == users);
+  RC_ASSERT(!key->may_act_for(""));
+}
+
 TEST(ApiKeys, HashesAndMatchesInConstantTime) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   const testing::TempFile file("api_keys.json", R"({"keys": []})");
