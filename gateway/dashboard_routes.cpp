@@ -107,22 +107,29 @@ HttpResponse DashboardRoutes::open_session(const ApiKey& key, const std::string&
 }
 
 HttpResponse DashboardRoutes::handle(const HttpRequest& request, const std::string& route) {
+  // A browser that once reached the dashboard over HTTPS never tries plain HTTP for this host
+  // again, where an admin key or a session cookie could be read on the way (two years: Mozilla's
+  // figure). The transport drops the header on plain HTTP (--insecure-http), where it must not go.
+  auto pinned = [](HttpResponse r) {
+    r.headers.emplace_back("Strict-Transport-Security", "max-age=63072000");
+    return r;
+  };
   if (route == "/dashboard/logout") {
     sessions_.close(request.cookie);
     HttpResponse r{303, "text/plain; charset=utf-8", "signed out\n", {{"Location", "/dashboard"}}};
     r.headers.emplace_back("Set-Cookie", std::string(DashboardSessions::kCookieName) +
                                              "=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
-    return r;
+    return pinned(std::move(r));
   }
   const bool login = route == "/dashboard/login";
-  if (!login && signed_in(request)) return page();
+  if (!login && signed_in(request)) return pinned(page());
   const std::optional<ApiKey> key = presented_key(request, login);
   if (!key) {
     const bool tried = login || !request.authorization.empty();
-    return sign_in_form(401, tried ? "That key is not valid." : "");
+    return pinned(sign_in_form(401, tried ? "That key is not valid." : ""));
   }
-  if (!key->admin) return sign_in_form(403, "That key is valid but not an admin key.");
-  return open_session(*key, login ? "/dashboard" : "");
+  if (!key->admin) return pinned(sign_in_form(403, "That key is valid but not an admin key."));
+  return pinned(open_session(*key, login ? "/dashboard" : ""));
 }
 
 }  // namespace tiergate::gateway

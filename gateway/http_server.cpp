@@ -29,6 +29,11 @@ namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+// Mozilla's "intermediate" TLS 1.2 suites, in its order (a P-256 certificate, like the self-signed
+// one, takes the ECDSA ones; an RSA certificate the RSA ones).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr std::size_t kMaxQueuedEvents = 4096;  // a client that stops reading loses its stream
 constexpr std::size_t kWatchBytes = 4096;
 constexpr auto kLingerTime = std::chrono::seconds(2);  // after a final answer, unread input drains this long
@@ -307,13 +312,21 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     respond(HttpResponse{status, "application/json", ApiError{status, message, "invalid_request_error", "", code}.to_json(), {}});
   }
 
+  template <class Response>
+  void set_headers(Response& res, const std::vector<std::pair<std::string, std::string>>& headers) {
+    for (const auto& [k, v] : headers) res.set(k, v);
+    // HSTS pins a browser to HTTPS for the whole host: meaningful only over TLS (RFC 6797 §7.2),
+    // and on --insecure-http the proxy in front, not this server, decides it for its domain.
+    if constexpr (!kTls) res.erase(http::field::strict_transport_security);
+  }
+
   void respond(HttpResponse r) {
     if (!in_request_ || head_sent_ || closed_) return;  // a late answer after the stream began: ignore
     pending_headers_.reset();
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
     res->set(http::field::server, "tiergate");
     res->set(http::field::content_type, r.content_type);
-    for (const auto& [k, v] : r.headers) res->set(k, v);
+    set_headers(*res, r.headers);
     res->keep_alive(keep_alive_ && !shared_.stopping);
     res->body() = std::move(r.body);
     res->prepare_payload();
@@ -343,7 +356,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       auto res = std::make_shared<http::response<http::empty_body>>(static_cast<http::status>(h.status), version_);
       res->set(http::field::server, "tiergate");
       res->set(http::field::content_type, h.content_type);
-      for (const auto& [k, v] : h.headers) res->set(k, v);
+      set_headers(*res, h.headers);
       res->keep_alive(keep_alive_ && chunked() && !shared_.stopping);
       if (chunked()) res->chunked(true);
       keep_alive_ = res->keep_alive();
@@ -642,8 +655,16 @@ void HttpServer::run(const std::function<void(std::uint16_t)>& on_listening) {
   if (s.shared.options.tls) {
     s.tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
-    SSL_CTX_set_min_proto_version(s.tls.native_handle(), TLS1_2_VERSION);
-    SSL_CTX_set_options(s.tls.native_handle(), SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX* ctx = s.tls.native_handle();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    // Mozilla's "intermediate" profile. TLS 1.3 keeps OpenSSL's suites (all AEAD, all forward
+    // secret); TLS 1.2, whose default list still holds CBC suites (padding oracles) and static-RSA
+    // key exchange (no forward secrecy), is cut to ECDHE with AES-GCM or ChaCha20-Poly1305.
+    // The server's order wins, so a client cannot talk it down to a weaker suite it also offers.
+    if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) {
+      throw std::runtime_error("OpenSSL refused the TLS 1.2 cipher list " + std::string(kTls12Ciphers));
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     beast::error_code ec;
     s.tls.use_certificate_chain_file(s.shared.options.cert_file, ec);
     if (ec) throw std::runtime_error(s.shared.options.cert_file + ": cannot load the TLS certificate: " + ec.message());

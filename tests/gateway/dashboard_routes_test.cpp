@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace tiergate::gateway {
 namespace {
 
@@ -107,6 +109,23 @@ TEST(DashboardRoutes, RevokingTheKeyEndsItsSessions) {
   EXPECT_TRUE(d.signed_in(get("", ops_cookie)));  // the other key's session goes on
   in_force = ApiKeyStore::from_keys({{"ops", sha256_hex("tg-ops-key"), true, {}, false}});  // no longer admin
   EXPECT_FALSE(d.signed_in(get("", ops_cookie)));
+}
+
+// Issue 23, hole 6: the dashboard's answers asked browsers for HTTPS only after the first visit.
+// Every one of them (form, page, sign-in and sign-out redirects) asks now; the transport drops the
+// header again on plain HTTP (--insecure-http), where it must not be sent.
+TEST(DashboardRoutes, EveryAnswerAsksForStrictTransportSecurity) {
+  DashboardRoutes d = routes();
+  const std::vector<HttpResponse> answers{
+      d.handle(get(), "/dashboard"),
+      d.handle(get("Bearer tg-user-key"), "/dashboard"),
+      d.handle(get("Bearer tg-admin-key"), "/dashboard"),
+      d.handle({"POST", "/dashboard/login", "", "key=tg-admin-key", ""}, "/dashboard/login"),
+      d.handle({"POST", "/dashboard/login", "", "key=wrong", ""}, "/dashboard/login"),
+      d.handle({"POST", "/dashboard/logout", "", "", ""}, "/dashboard/logout")};
+  for (const HttpResponse& r : answers) {
+    EXPECT_EQ(header(r, "Strict-Transport-Security"), "max-age=63072000") << r.status;
+  }
 }
 
 TEST(FormField, DecodesOneFieldOfAUrlEncodedBody) {

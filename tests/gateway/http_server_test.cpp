@@ -34,6 +34,10 @@ class FakeHandler : public RequestHandler {
       sink->respond(HttpResponse{200, "text/plain", "pong", {}});
       return 0;
     }
+    if (request.target == "/hsts") {
+      sink->respond(HttpResponse{200, "text/plain", "pinned", {{"Strict-Transport-Security", "max-age=60"}}});
+      return 0;
+    }
     if (request.target == "/hold") {
       std::lock_guard lock(mutex_);
       held_.push_back(sink);
@@ -170,6 +174,19 @@ TEST(HttpServer, AnswersPipelinedRequestsOnOneConnection) {
   const auto second = got.find("pong", got.find("pong") + 4);
   EXPECT_NE(second, std::string::npos) << got;
   EXPECT_NE(got.find("HTTP/1.1 404", second), std::string::npos) << got;
+}
+
+// Issue 23, hole 6: Strict-Transport-Security means something only over TLS; on plain HTTP
+// (--insecure-http, perhaps behind a proxy that terminates TLS for a whole domain) the transport
+// drops it, so the handlers need not know which transport they answer on.
+TEST(HttpServer, PlainHttpDropsStrictTransportSecurity) {
+  FakeHandler handler;
+  RunningServer server(handler, {});
+  Client c(server.port());
+  c.get("/hsts");
+  const std::string got = c.read_until("pinned");
+  ASSERT_NE(got.find("pinned"), std::string::npos) << got;
+  EXPECT_EQ(got.find("Strict-Transport-Security"), std::string::npos) << got;
 }
 
 // Issue 11, hole 9: a sink belongs to one request. Whatever it is told after its request was
