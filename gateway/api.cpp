@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "engine/chat_template.h"
+#include "engine/unicode.h"
 #include "gateway/choice_output.h"
 #include "gateway/dashboard_routes.h"
 #include "gateway/fleet_sync.h"
@@ -154,13 +155,19 @@ engine::RequestId Api::handle_unguarded(const HttpRequest& request, std::shared_
     return answer(r);
   }
   if (route == "/health") {
-    // Degraded (Redis away: fair share on local counters) still serves: 200, so that a load
-    // balancer keeps the replica.
-    if (!options_.fleet) return answer(HttpResponse{200, "application/json", "{\"status\": \"ok\"}", {}});
-    return answer(HttpResponse{200, "application/json",
-                               std::string("{\"status\": ") + (options_.fleet->degraded() ? "\"degraded\"" : "\"ok\"") +
-                                   ", \"fleet\": " + options_.fleet->health_json() + "}",
-                               {}});
+    // Open to any load balancer, so it says only ok or degraded (Redis away: fair share on local
+    // counters), and degraded still serves: 200, so that a balancer keeps the replica. Where Redis
+    // is, this replica's id and why syncs fail are for an admin key only.
+    const bool degraded = options_.fleet && options_.fleet->degraded();
+    std::string body = std::string("{\"status\": ") + (degraded ? "\"degraded\"" : "\"ok\"");
+    const std::string& auth = request.authorization;
+    if (options_.fleet && auth.rfind("Bearer ", 0) == 0) {
+      const std::optional<ApiKey> key = keys()->authenticate(std::string_view(auth).substr(7));
+      if (key && key->admin) body += ", \"fleet\": " + options_.fleet->health_json();
+    }
+    // The fleet object quotes Redis's own error text; repairing the whole text is safe, since JSON's
+    // own syntax is ASCII and an ill-formed byte can only sit inside a string.
+    return answer(HttpResponse{200, "application/json", engine::to_valid_utf8(body + "}"), {}});
   }
 
   // The dashboard signs browsers in with an admin key; its session cookie may read /admin/qos.
