@@ -30,7 +30,9 @@ struct Fleet {
 };
 
 // The fleet's options, nullopt without --redis-url; throws CliError for a bad value (the message
-// names the flag). Called before anything slow starts, so that a typo fails at once.
+// names the flag). Called before anything slow starts, so that a typo fails at once; it also tries
+// Redis once (bounded): a wrong password or a failed TLS handshake is a CliError naming
+// --redis-url (never the password), a Redis that does not answer yet only a line on stderr.
 std::optional<FleetSyncOptions> fleet_options(const CliArgs& args);
 // Starts the sync thread and the session store (nothing for nullopt).
 Fleet start_fleet(const std::optional<FleetSyncOptions>& options, qos::AdmissionQueue& queue);
