@@ -13,6 +13,11 @@ std::string ChatSessions::shared_key(const Key& key) {
   return "s:" + std::to_string(key.first.size()) + ":" + key.first + ":" + std::to_string(key.second);
 }
 
+SharedSession ChatSessions::shared_session(const Key& key) {
+  // "so:" cannot begin a session's key ("s:" and a length).
+  return {shared_key(key), "so:" + std::to_string(key.first.size()) + ":" + key.first};
+}
+
 std::string ChatSessions::encode(const Key& key, const Conversation& conversation) {
   std::string out = "{\"user\": " + qos::json_string(key.first) + ", \"session_id\": " + std::to_string(key.second) +
                     ", \"tokens\": " + std::to_string(conversation.tokens) + ", \"messages\": [";
@@ -51,7 +56,7 @@ std::optional<ChatSessions::Conversation> ChatSessions::decode(const Key& key, s
 std::optional<ChatSessions::Conversation> ChatSessions::find(const Key& key, Clock::time_point now) {
   if (shared_) {
     std::string value;
-    switch (shared_->get(shared_key(key), limits_.idle_ttl, value)) {
+    switch (shared_->get(shared_session(key), limits_.idle_ttl, value)) {
       case SessionBackend::Lookup::kFound:
         if (auto conversation = decode(key, value)) {
           store_local(key, *conversation, now);  // the fallback if the backend goes away
@@ -75,10 +80,11 @@ std::optional<ChatSessions::Conversation> ChatSessions::find(const Key& key, Clo
 
 void ChatSessions::store(const Key& key, Conversation conversation, Clock::time_point now,
                          std::function<void()> done) {
-  if (shared_) {
+  if (shared_ && limits_.max_sessions > 0 && limits_.max_sessions_per_user > 0) {
     std::string value = encode(key, conversation);
     store_local(key, std::move(conversation), now);
-    shared_->put(shared_key(key), std::move(value), limits_.idle_ttl, std::move(done));
+    shared_->put(shared_session(key), std::move(value), limits_.idle_ttl, limits_.max_sessions_per_user,
+                 std::move(done));
     return;
   }
   store_local(key, std::move(conversation), now);
@@ -88,7 +94,7 @@ void ChatSessions::store(const Key& key, Conversation conversation, Clock::time_
 void ChatSessions::erase(const Key& key, std::function<void()> done) {
   erase_local(key);
   if (shared_) {
-    shared_->erase(shared_key(key), std::move(done));
+    shared_->erase(shared_session(key), std::move(done));
   } else if (done) {
     done();
   }

@@ -6,9 +6,9 @@
 // the least recently used session of the user holding the most goes (so a user with few sessions
 // is never evicted to make room for a user with many). Alone, in memory only (a restart ends every
 // session, as LMDeploy's engine does). With a SessionBackend (a fleet: Redis,
-// gateway/redis_session_store.*) the backend holds the sessions, with the same idle TTL, so that
-// the next turn may land on any replica; the local map is then a cache, bounded as above, and the
-// fallback while the backend does not answer. A session is keyed by its user: no other user's turn
+// gateway/redis_session_store.*) the backend holds the sessions, with the same idle TTL and the same
+// per-user cap (fleet-wide, not per replica), so that the next turn may land on any replica; the
+// local map is then a cache, bounded as above, and the fallback while the backend does not answer. A session is keyed by its user: no other user's turn
 // can reach it. Thread-safe; never throws beyond std::bad_alloc.
 #pragma once
 
@@ -30,6 +30,13 @@
 
 namespace tiergate::gateway {
 
+// Where a session lives in a SessionBackend: its own key, and the key of its user's index (the
+// user's sessions by last use), through which the per-user cap holds fleet-wide.
+struct SharedSession {
+  std::string key;
+  std::string owner;
+};
+
 // Sessions shared by the replicas of a fleet. get() blocks, bounded by the backend's own timeout
 // (the HTTP threads call it); put() and erase() return at once and call `done` (on the backend's
 // thread, or at once) when the write is over, whether it succeeded or not.
@@ -37,9 +44,13 @@ class SessionBackend {
  public:
   enum class Lookup { kFound, kAbsent, kUnavailable };
   virtual ~SessionBackend() = default;
-  virtual Lookup get(const std::string& key, std::chrono::seconds ttl, std::string& value) = 0;  // touches it
-  virtual void put(const std::string& key, std::string value, std::chrono::seconds ttl, std::function<void()> done) = 0;
-  virtual void erase(const std::string& key, std::function<void()> done) = 0;
+  // Touches the session (its TTL and its place in the owner's index).
+  virtual Lookup get(const SharedSession& at, std::chrono::seconds ttl, std::string& value) = 0;
+  // Stores it; then, in the same atomic step, while its owner holds more than `max_per_owner`
+  // sessions, the owner's least recently used other one goes (as ChatSessions' own per-user cap).
+  virtual void put(const SharedSession& at, std::string value, std::chrono::seconds ttl, std::size_t max_per_owner,
+                   std::function<void()> done) = 0;
+  virtual void erase(const SharedSession& at, std::function<void()> done) = 0;
 };
 
 class ChatSessions {
@@ -73,6 +84,7 @@ class ChatSessions {
 
   // What the shared backend keeps: the key it is stored under, and the value (owner included).
   static std::string shared_key(const Key& key);
+  static SharedSession shared_session(const Key& key);  // shared_key and the user's index
   static std::string encode(const Key& key, const Conversation& conversation);
   // nullopt when `value` is not a conversation of `key`'s user and session.
   static std::optional<Conversation> decode(const Key& key, std::string_view value);

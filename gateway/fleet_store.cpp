@@ -18,9 +18,13 @@ namespace {
 //   n_clocks, then per clock: group, class, virtual_time, waiting_floor ('' = nobody waits);
 //   n_loads, then per load: group, active_unknown.
 // Returns {counters}, {{virtual_time, others_waiting_floor or ''}}, {others_active_unknown}, {replicas, versions}.
-// Keys (g = len:name): P:u:g:user (hash c0 c1 w p o r, expires), P:g:g (w p o r vt0 vt1),
-// P:f:g:class and P:l:g (replica → "value time", with an :agg hash), P:replicas, P:seq:replica.
-constexpr const char* kSyncScript = R"lua(
+// Keys (g = len:name): P:u:g:user (hash c0 c1 w p o r), P:g:g (w p o r vt0 vt1), P:f:g:class and
+// P:l:g (replica → "value time", with an :agg hash), P:replicas, P:seq:replica, and P:expiry (key →
+// when the script forgets it). None carries a Redis TTL: the shipped Redis evicts under volatile-lru,
+// which takes only keys with a TTL (interactive sessions), so a tenant filling memory with sessions
+// cannot push the fleet's counters out. Idle users and replicas are forgotten by the script itself,
+// a bounded number per call.
+const RedisScript kSyncScript(R"lua(
 local P, me = ARGV[1], ARGV[2]
 local seq, ttl, lapse, every = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local fp = ARGV[7]
@@ -33,7 +37,11 @@ local function key(kind, g) return P .. ':' .. kind .. ':' .. #g .. ':' .. g end
 local function split(v) local s = string.find(v, ' ', 1, true); return string.sub(v, 1, s - 1), tonumber(string.sub(v, s + 1)) end
 local seqkey = P .. ':seq:' .. me
 local fresh = seq > tonumber(redis.call('GET', seqkey) or '0')
-if fresh then redis.call('SET', seqkey, seq, 'EX', 86400) end
+local expiry = P .. ':expiry'
+if fresh then
+  redis.call('SET', seqkey, seq)
+  redis.call('ZADD', expiry, now + 86400, seqkey)
+end
 
 local counters = {}
 for u = 1, tonumber(arg()) do
@@ -53,7 +61,7 @@ for u = 1, tonumber(arg()) do
     if p ~= '0' then redis.call('HINCRBY', uk, 'p', p); redis.call('HINCRBY', gk, 'p', p) end
     if o ~= '0' then redis.call('HINCRBY', uk, 'o', o); redis.call('HINCRBY', gk, 'o', o) end
     if r ~= '0' then redis.call('HINCRBY', uk, 'r', r); redis.call('HINCRBY', gk, 'r', r) end
-    redis.call('EXPIRE', uk, ttl)
+    redis.call('ZADD', expiry, now + ttl, uk)
   end
   counters[u] = fmt(v)
 end
@@ -123,8 +131,14 @@ if not agg[1] or now - tonumber(agg[1]) >= every then
   agg = {fmt(now), n, versions}
   redis.call('HSET', rk .. ':agg', 'at', agg[1], 'replicas', n, 'versions', versions)
 end
+
+local due = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 64)
+if #due > 0 then
+  redis.call('DEL', unpack(due))
+  redis.call('ZREM', expiry, unpack(due))
+end
 return {counters, clocks, loads, {tonumber(agg[2]), tonumber(agg[3])}}
-)lua";
+)lua");
 
 std::string number(double x) {
   char buf[40];
@@ -185,20 +199,7 @@ qos::FleetServed served_from(const std::vector<RedisReply>& fields) {  // HMGET 
 std::string config_fingerprint(const qos::Config& config) { return sha1_hex(qos::to_json(config)).substr(0, 12); }
 
 FleetStore::FleetStore(RedisConnection& redis, FleetStoreOptions options)
-    : redis_(redis), options_(std::move(options)), sha_(sha1_hex(kSyncScript)) {}
-
-RedisResult FleetStore::call_script(std::vector<std::string> args) {
-  std::vector<std::string> command = {"EVALSHA", sha_, "0"};
-  command.insert(command.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
-  RedisResult result = redis_.command(command);
-  if (result.failure == RedisResult::Failure::kNone && !result.replies.empty() &&
-      result.replies[0].type == RedisReply::Type::kError && result.replies[0].str.rfind("NOSCRIPT", 0) == 0) {
-    // Redis restarted (or was flushed of scripts): nothing ran; load the script and call again.
-    result = redis_.pipeline({{"SCRIPT", "LOAD", kSyncScript}, command});
-    if (result.failure == RedisResult::Failure::kNone) result.replies.erase(result.replies.begin());
-  }
-  return result;
-}
+    : redis_(redis), options_(std::move(options)) {}
 
 FleetAnswer FleetStore::sync(const std::string& replica, std::uint64_t seq, const qos::FleetReport& report,
                              const std::string& fingerprint) {
@@ -237,7 +238,7 @@ FleetAnswer FleetStore::sync(const std::string& replica, std::uint64_t seq, cons
   }
 
   FleetAnswer answer;
-  RedisResult result = call_script(std::move(args));
+  RedisResult result = redis_.eval(kSyncScript, {}, std::move(args));
   answer.failure = result.failure;
   answer.error = result.error;
   if (result.failure != RedisResult::Failure::kNone) return answer;

@@ -2,7 +2,8 @@
 // qos::FleetReport into the shared counters and answers with the fleet's (the semantics are
 // qos::FleetLedger's; tests/gateway/fleet_store_test.cpp holds the script to them), and a read of
 // the fleet-wide usage for /admin/qos. Keys live under `prefix` on one Redis (standalone, not
-// Cluster: the script computes its keys); idle users' keys expire after user_ttl. Owned by the
+// Cluster: the script computes its keys); the script forgets idle users after user_ttl, and no key
+// of it carries a Redis TTL (so that volatile-lru eviction never takes a counter). Owned by the
 // FleetSync thread, which alone calls it; failures are values (RedisResult::Failure).
 #pragma once
 
@@ -65,11 +66,8 @@ class FleetStore {
   FleetUsage read_usage(const qos::Config& config);
 
  private:
-  RedisResult call_script(std::vector<std::string> args);
-
   RedisConnection& redis_;
   FleetStoreOptions options_;
-  std::string sha_;
 };
 
 // A short stable digest of the config in force (its canonical JSON), to tell replicas' configs apart.

@@ -6,8 +6,12 @@
 
 #include <algorithm>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
+
+#include "gateway/redis_session_store.h"
+#include "tests/gateway/redis_server.h"
 
 namespace tiergate::gateway {
 namespace {
@@ -76,19 +80,20 @@ struct FakeBackend : SessionBackend {
   std::map<std::string, std::string> values;
   bool up = true;
   std::vector<std::function<void()>> writes;  // done callbacks not yet run (the write is in flight)
-  Lookup get(const std::string& key, std::chrono::seconds, std::string& value) override {
+  Lookup get(const SharedSession& at, std::chrono::seconds, std::string& value) override {
     if (!up) return Lookup::kUnavailable;
-    auto it = values.find(key);
+    auto it = values.find(at.key);
     if (it == values.end()) return Lookup::kAbsent;
     value = it->second;
     return Lookup::kFound;
   }
-  void put(const std::string& key, std::string value, std::chrono::seconds, std::function<void()> done) override {
-    if (up) values[key] = std::move(value);
+  void put(const SharedSession& at, std::string value, std::chrono::seconds, std::size_t,
+           std::function<void()> done) override {
+    if (up) values[at.key] = std::move(value);
     writes.push_back(std::move(done));
   }
-  void erase(const std::string& key, std::function<void()> done) override {
-    if (up) values.erase(key);
+  void erase(const SharedSession& at, std::function<void()> done) override {
+    if (up) values.erase(at.key);
     writes.push_back(std::move(done));
   }
 };
@@ -162,6 +167,67 @@ TEST(ChatSessions, APerUserCapKeepsEachUsersNewestSessions) {
   EXPECT_TRUE(sessions.find({"alice", 2}, t0 + 11s));
   EXPECT_TRUE(sessions.find({"alice", 4}, t0 + 11s));
   EXPECT_EQ(sessions.expired(), 2u);
+}
+
+// Issue 23, hole 1: the per-user cap holds in Redis, fleet-wide, not only in each replica's cache.
+class RedisSessionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TIERGATE_NEED_REDIS();
+    server = std::make_unique<RedisServer>();
+    redis = std::make_unique<RedisConnection>(RedisUrl::parse(server->url()), 2000ms);
+  }
+  std::shared_ptr<RedisSessionStore> store() {
+    return std::make_shared<RedisSessionStore>(RedisUrl::parse(server->url()), 2000ms, "test");
+  }
+  // Stores a turn and waits (bounded) until Redis has it, as the route answers only then.
+  static void store_and_wait(ChatSessions& sessions, const ChatSessions::Key& key) {
+    std::promise<void> written;
+    sessions.store(key, turn("t", 1), Clock::now(), [&] { written.set_value(); });
+    ASSERT_EQ(written.get_future().wait_for(10s), std::future_status::ready) << "the Redis write never finished";
+  }
+  bool in_redis(const ChatSessions::Key& key) {
+    const RedisResult r = redis->command({"EXISTS", "test:" + ChatSessions::shared_key(key)});
+    EXPECT_EQ(r.failure, RedisResult::Failure::kNone) << r.error;
+    return r.failure == RedisResult::Failure::kNone && r.replies[0].integer == 1;
+  }
+  std::unique_ptr<RedisServer> server;
+  std::unique_ptr<RedisConnection> redis;
+};
+
+TEST_F(RedisSessionsTest, AUsersCapHoldsAcrossReplicasAndEvictsItsLeastRecentlyUsed) {
+  const ChatSessions::Limits limits{.idle_ttl = 3600s, .max_sessions = 100, .max_sessions_per_user = 3};
+  ChatSessions one(limits, store()), two(limits, store());
+  store_and_wait(one, {"bob", 0});
+  store_and_wait(one, {"alice", 0});
+  store_and_wait(one, {"alice", 1});
+  store_and_wait(two, {"alice", 2});  // each replica alone holds fewer than 3 of alice's
+  ASSERT_TRUE(two.find({"alice", 0}));  // used again: now alice's least recently used is 1
+  store_and_wait(two, {"alice", 3});
+  store_and_wait(one, {"alice", 4});
+  EXPECT_FALSE(in_redis({"alice", 1}));
+  EXPECT_FALSE(in_redis({"alice", 2}));
+  EXPECT_TRUE(in_redis({"alice", 0}));
+  EXPECT_TRUE(in_redis({"alice", 3}));
+  EXPECT_TRUE(in_redis({"alice", 4}));
+  EXPECT_TRUE(in_redis({"bob", 0}));  // another tenant's session is never taken for alice's
+  // The replica that still caches alice's session 1 learns it is gone.
+  EXPECT_FALSE(one.find({"alice", 1}));
+  // Sessions carry the idle TTL (what a volatile-lru Redis may evict), and so does alice's index.
+  for (const std::string& key : {"test:" + ChatSessions::shared_key({"alice", 0}),
+                                "test:" + ChatSessions::shared_session({"alice", 0}).owner}) {
+    const RedisResult ttl = redis->command({"TTL", key});
+    ASSERT_EQ(ttl.failure, RedisResult::Failure::kNone);
+    EXPECT_GT(ttl.replies[0].integer, 3000) << key;
+  }
+  // An ended session leaves the index: alice may open another without losing one.
+  std::promise<void> erased;
+  one.erase({"alice", 3}, [&] { erased.set_value(); });
+  ASSERT_EQ(erased.get_future().wait_for(10s), std::future_status::ready);
+  store_and_wait(two, {"alice", 5});
+  EXPECT_TRUE(in_redis({"alice", 0}));
+  EXPECT_TRUE(in_redis({"alice", 4}));
+  EXPECT_TRUE(in_redis({"alice", 5}));
 }
 
 // Against a plain model (a map with last-use times; past a user's cap its oldest session goes,

@@ -7,7 +7,11 @@
 #include <rapidcheck.h>
 
 #include <cmath>
+#include <future>
 #include <random>
+#include <thread>
+
+#include "gateway/redis_session_store.h"
 
 #include "qos/config_parser.h"
 #include "qos/fleet_ledger.h"
@@ -149,6 +153,99 @@ TEST_F(FleetStoreTest, UsageSumsWhatEveryReplicaServedAndListsTheReplicas) {
   const FleetAnswer answer = store->sync("r1", 2, {}, "aaa");
   EXPECT_EQ(answer.replicas, 2u);
   EXPECT_EQ(answer.config_versions, 2u);  // "aaa" and "bbb": the configs differ
+}
+
+qos::FleetReport one_user(const std::string& user, double add) {
+  qos::FleetReport report;
+  qos::FleetUserReport u;
+  u.group = "Gold";
+  u.user = user;
+  u.op.then_add(add);
+  u.served = {add, 1, 1, 1};
+  report.users.push_back(u);
+  report.clocks.push_back({"Gold", false, 1, std::numeric_limits<double>::infinity()});
+  report.loads.push_back({"Gold", 1});
+  return report;
+}
+
+std::vector<std::string> keys(RedisConnection& redis, const std::string& pattern) {
+  const RedisResult r = redis.command({"KEYS", pattern});
+  std::vector<std::string> out;
+  if (r.failure == RedisResult::Failure::kNone) {
+    for (const RedisReply& k : r.replies[0].elements) out.push_back(k.str);
+  }
+  return out;
+}
+
+bool is_session_key(const std::string& key) {
+  return key.rfind("test:s:", 0) == 0 || key.rfind("test:so:", 0) == 0;
+}
+
+// Issue 23, hole 1: under the shipped volatile-lru policy Redis evicts only keys with a TTL, so the
+// fleet's counters carry none (interactive sessions do): a tenant filling Redis with sessions evicts
+// sessions, never another tenant's fair-share debt.
+TEST(FleetStoreEviction, SessionsFillingRedisNeverEvictTheCounters) {
+  TIERGATE_NEED_REDIS();
+  RedisServer server({.extra = {"--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"}});
+  RedisConnection redis(RedisUrl::parse(server.url()), 2000ms);
+  FleetStore store(redis, {.prefix = "test"});
+  for (int u = 0; u < 20; ++u) {
+    const FleetAnswer answer = store.sync("r", static_cast<std::uint64_t>(u + 1), one_user("user" + std::to_string(u), 100), "cfg");
+    ASSERT_EQ(answer.failure, RedisResult::Failure::kNone) << answer.error;
+  }
+  const std::vector<std::string> fleet_keys = keys(redis, "test:*");
+  ASSERT_GT(fleet_keys.size(), 20u);
+  for (const std::string& key : fleet_keys) {
+    const RedisResult ttl = redis.command({"TTL", key});
+    EXPECT_EQ(ttl.replies.at(0).integer, -1) << key << " carries a TTL: volatile-lru may evict it";
+  }
+  // 16 MB of sessions (64 KiB each, one per user: no per-user cap helps) into a 4 MB Redis.
+  RedisSessionStore sessions(RedisUrl::parse(server.url()), 2000ms, "test");
+  for (int i = 0; i < 256; ++i) {
+    const ChatSessions::Key key{"tenant" + std::to_string(i), 1};
+    std::promise<void> written;
+    sessions.put(ChatSessions::shared_session(key), std::string(64 * 1024, 'x'), 3600s, 100, [&] { written.set_value(); });
+    ASSERT_EQ(written.get_future().wait_for(10s), std::future_status::ready);
+  }
+  EXPECT_LT(keys(redis, "test:s:*").size(), 256u);  // memory ran out: sessions were evicted
+  for (const std::string& key : keys(redis, "test:*")) {
+    if (is_session_key(key)) {
+      EXPECT_GT(redis.command({"TTL", key}).replies.at(0).integer, 0) << key;
+    }
+  }
+  std::vector<std::string> left;
+  for (const std::string& key : keys(redis, "test:*")) {
+    if (!is_session_key(key)) left.push_back(key);
+  }
+  std::sort(left.begin(), left.end());
+  std::vector<std::string> before = fleet_keys;
+  std::sort(before.begin(), before.end());
+  EXPECT_EQ(left, before);  // every counter is still there
+  const FleetAnswer answer = store.sync("r", 100, one_user("user0", 1), "cfg");
+  ASSERT_EQ(answer.failure, RedisResult::Failure::kNone) << answer.error;
+  EXPECT_EQ(answer.update.counters.at(0), 101);  // user0's debt survived
+}
+
+// Without a TTL, idle users are still forgotten after user_ttl: by the script itself.
+TEST_F(FleetStoreTest, AnIdleUsersCountersAreForgottenWithoutARedisTtl) {
+  FleetStore short_lived(*redis, {.prefix = "test", .user_ttl = 1s});
+  ASSERT_EQ(short_lived.sync("r", 1, one_user("idle", 10), "cfg").failure, RedisResult::Failure::kNone);
+  const std::string user_key = "test:u:4:Gold:idle";
+  ASSERT_EQ(redis->command({"EXISTS", user_key}).replies.at(0).integer, 1);
+  EXPECT_EQ(redis->command({"TTL", user_key}).replies.at(0).integer, -1);
+  std::uint64_t seq = 1;
+  bool forgotten = false;
+  for (int i = 0; i < 100 && !forgotten; ++i) {  // 10 s at most
+    std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(short_lived.sync("r", ++seq, one_user("busy", 1), "cfg").failure, RedisResult::Failure::kNone);
+    forgotten = redis->command({"EXISTS", user_key}).replies.at(0).integer == 0;
+  }
+  EXPECT_TRUE(forgotten) << user_key << " outlived user_ttl";
+  EXPECT_EQ(redis->command({"EXISTS", "test:u:4:Gold:busy"}).replies.at(0).integer, 1);
+  // Reseeded from the replica's view if it comes back (as after a Redis restart).
+  qos::FleetReport back = one_user("idle", 5);
+  back.users[0].base = 50;
+  EXPECT_EQ(short_lived.sync("r", ++seq, back, "cfg").update.counters.at(0), 55);
 }
 
 TEST(ConfigFingerprint, EqualConfigsAgreeAndDifferentOnesDiffer) {
