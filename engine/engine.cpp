@@ -239,6 +239,7 @@ bool Engine::prepare_masks() {
     std::size_t budget = share;
     seq->mask_pending = !seq->sampler.prepare_mask(budget);
     pending |= seq->mask_pending;
+    stats_.mask_waits += seq->mask_pending;
   }
   return pending;
 }

@@ -84,6 +84,7 @@ struct EngineStats {
   std::uint64_t preemptions = 0;
   std::uint64_t prompt_tokens_computed = 0;
   std::uint64_t tokens_generated = 0;
+  std::uint64_t mask_waits = 0;  // steps a sequence rested while its grammar's next mask was computed
   BlockManagerStats blocks;
 };
 

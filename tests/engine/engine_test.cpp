@@ -439,6 +439,27 @@ TEST(Engine, ConstrainedOutputSurvivesPreemptionAndIsChargedLikeAnyOther) {
   EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
 }
 
+// A grammar each of whose masks costs more than a step's mask work ((.?){500}: every state's
+// closure holds hundreds of NFA states, and nearly every token continues it): its sequence rests
+// while a mask is computed over several steps, and its neighbour decodes a token every step.
+TEST(Engine, ACostlyGrammarsMasksAreComputedOverStepsWhileItsNeighbourDecodes) {
+  TG_REQUIRE_MODEL(model);
+  SamplingParams p = greedy(4);
+  p.grammar = compiled(*model, {GrammarSpec::Kind::kRegex, "(.?){500}", false, "guided_regex"});
+  Harness h(*model, config());
+  h.add(1, kPrompts[1], p);
+  h.add(2, kPrompts[2], greedy(16));
+  std::size_t steps = 0;
+  for (; steps < 1000 && h.at(2, 0).tokens.size() < 16; ++steps) h.engine().step();
+  EXPECT_GT(h.engine().stats().mask_waits, 0u);
+  // Its prompt's step drew its first token; each step after it, one more: it never waited.
+  EXPECT_EQ(steps, 16u);
+  h.run();
+  EXPECT_EQ(h.at(1, 0).tokens.size(), 4u);
+  EXPECT_EQ(h.at(2, 0).tokens.size(), 16u);
+  EXPECT_EQ(h.engine().stats().blocks.active_blocks, 0u);
+}
+
 TEST(Engine, AJsonSchemaConstrainedAnswerParsesWithItsRequiredFields) {
   TG_REQUIRE_MODEL(model);
   SamplingParams p = greedy(60);
