@@ -54,8 +54,11 @@ def stop_process(proc, seconds=20):
 
 
 class Redis:
-    def __init__(self, tmp):
-        self.port, self.tmp, self.proc = free_port(), tmp, None
+    """`password`: started with --requirepass; `url` never carries it (replicas take it from
+    TIERGATE_REDIS_PASSWORD, see Fleet's `env`)."""
+
+    def __init__(self, tmp, password=None):
+        self.port, self.tmp, self.proc, self.password = free_port(), tmp, None, password
 
     @property
     def url(self):
@@ -63,17 +66,24 @@ class Redis:
 
     def start(self):
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.tmp)],
+                                      "--appendonly", "no", "--dir", str(self.tmp),
+                                      *(["--requirepass", self.password] if self.password else [])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    return s.recv(16).startswith(b"+PONG")
+                    return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
             except OSError:
                 return False
         wait_until(up, 15, "redis-server")
+
+    def cli(self, *args):
+        """redis-cli's answer (stdout, stripped), with the password if there is one."""
+        env = {**os.environ, **({"REDISCLI_AUTH": self.password} if self.password else {})}
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10,
+                              env=env).stdout.strip()
 
     def kill(self):  # a crash: nothing is saved (persistence is off), so it restarts empty
         self.proc.kill()
@@ -87,7 +97,7 @@ class Fleet:
     """`replicas` tiergate processes (stand-in engine unless `model`), nginx round-robin over them."""
 
     def __init__(self, tmp, replicas=3, redis=None, stand_in=(16, 1600), model=False, config=GOLD_PAIR,
-                 extra=()):
+                 extra=(), env=None):
         self.tmp, self.redis, self.procs, self.urls, self.nginx = Path(tmp), redis, [], [], None
         self.logs = []
         state = self.tmp / "state"
@@ -111,7 +121,8 @@ class Fleet:
                              "--replica-id", f"replica-{i}"]
                 log = open(self.tmp / f"replica{i}.log", "w")
                 self.logs.append(log)
-                proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+                proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
+                                        env={**os.environ, **(env or {})})
                 self.procs.append(proc)
                 line = proc.stdout.readline()
                 match = re.search(r"http://127\.0\.0\.1:(\d+)", line)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from fleet import Fleet, Load, Redis, Sampler, wait_until
+from fleet import BINARY, MODEL, Fleet, Load, Redis, Sampler, wait_until
 
 A, B = "gold_a", "gold_b"
 TOLERANCE = 0.03
@@ -140,6 +140,38 @@ def test_an_interactive_conversation_keeps_its_history_across_replicas(tmp_path,
         assert turn("Hello again.")["history_tokens"] == 0
     finally:
         fleet.close()
+
+
+def test_a_password_protected_redis_and_the_per_user_session_cap_in_it(tmp_path):
+    """Issue 23: a wrong password stops start-up with an error naming --redis-url (not the password);
+    the right one, from TIERGATE_REDIS_PASSWORD, lets the replicas sync; and a user's interactive
+    sessions in Redis stay within --max-sessions-per-user whichever replicas opened them."""
+    redis = Redis(tmp_path, password="fleet0pw0" + "7" * 23)
+    redis.start()
+    try:
+        wrong = redis.url.replace("redis://", "redis://:not-the-password@")
+        run = subprocess.run([str(BINARY), "serve", str(MODEL), "--port", "0", "--insecure-http", "--stand-in-engine", "4",
+                              "--state-dir", str(tmp_path / "refused"), "--redis-url", wrong],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert f"--redis-url {redis.url}" in run.stderr and "AUTH" in run.stderr, run.stderr
+        assert "not-the-password" not in run.stdout + run.stderr
+        fleet = Fleet(tmp_path, replicas=2, redis=redis, extra=("--max-sessions-per-user", "2"),
+                      env={"TIERGATE_REDIS_PASSWORD": redis.password})
+        try:
+            wait_until(lambda: all(fleet.client.get(u + "/health").json()["fleet"]["state"] == "ok" for u in fleet.urls),
+                       15, "both replicas syncing through the password-protected Redis")
+            for session in range(1, 5):  # round-robin: each replica opens some of gold_a's sessions
+                body = {"prompt": "hi", "session_id": session, "interactive_mode": True, "request_output_len": 2,
+                        "user_id": A}
+                r = fleet.client.post(fleet.url + "/v1/chat/interactive_qos", json=body)
+                assert r.status_code == 200, r.text
+            kept = sorted(redis.cli("--scan", "--pattern", f"tiergate:s:{len(A)}:{A}:*").split())
+            assert kept == [f"tiergate:s:{len(A)}:{A}:3", f"tiergate:s:{len(A)}:{A}:4"], kept
+        finally:
+            fleet.close()
+    finally:
+        redis.close()
 
 
 def test_real_model_fleet_wide_shares(tmp_path, redis):
