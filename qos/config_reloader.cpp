@@ -10,7 +10,11 @@ ConfigReloader::ConfigReloader(std::string path, Apply apply) : path_(std::move(
 }
 
 std::string ConfigReloader::reload() {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    if (on_wait_) on_wait_();
+    lock.lock();
+  }
   std::error_code ec;
   mtime_ = std::filesystem::last_write_time(path_, ec);
   ConfigParseResult parsed = load_config_file(path_);

@@ -30,12 +30,18 @@ class ConfigReloader {
   const std::string& path() const { return path_; }
   std::string last_error() const;  // of the latest reload ("" after a good one)
 
+  // Tests: runs on a reload's thread when it finds another reload under way, just before it waits
+  // for it; without it a test cannot know that a second reload really queued behind the first.
+  // Set before any reload starts.
+  void on_wait_for_test(std::function<void()> hook) { on_wait_ = std::move(hook); }
+
  private:
   const std::string path_;
   Apply apply_;
   mutable std::mutex mutex_;
   std::filesystem::file_time_type mtime_{};
   std::string last_error_;
+  std::function<void()> on_wait_;
 };
 
 }  // namespace tiergate::qos

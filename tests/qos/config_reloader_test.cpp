@@ -3,14 +3,16 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 namespace tiergate::qos {
 namespace {
+
+using namespace std::chrono_literals;
 
 std::string config_with_quota(int quota) {
   return R"({"enable_user_qos": true, "user_groups": ["G"], "user_group_map": {"G": [{"id": "u", "quota_pct": )" +
@@ -24,39 +26,52 @@ TEST(ConfigReloader, AnOlderParseIsNeverAppliedAfterANewerOne) {
   write(path, config_with_quota(1));
   std::mutex m;
   std::condition_variable cv;
-  bool first_inside = false, release_first = false;
-  std::atomic<int> applies{0};
+  bool first_inside = false, release_first = false, second_waiting = false;
+  int applies = 0;
   std::shared_ptr<const Config> in_force;
   ConfigReloader reloader(path, [&](std::shared_ptr<const Config> config) {
+    std::unique_lock lock(m);
     if (applies++ == 0) {  // the first reload stalls between its parse and its apply
-      std::unique_lock lock(m);
       first_inside = true;
       cv.notify_all();
       cv.wait(lock, [&] { return release_first; });
     }
-    std::lock_guard lock(m);
     in_force = std::move(config);
+    cv.notify_all();
+  });
+  reloader.on_wait_for_test([&] {
+    std::lock_guard lock(m);
+    second_waiting = true;
+    cv.notify_all();
   });
   std::thread first([&] { reloader.reload(); });
   {
     std::unique_lock lock(m);
-    cv.wait(lock, [&] { return first_inside; });
+    ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return first_inside; })) << "the first reload never applied";
   }
   // The operator writes a newer file and reloads while the first reload is still applying. Either
   // this reload waits for the first (it then parses the newer file and applies it last), or it
-  // would overtake it and be overwritten by the older parse: the defect.
+  // overtakes it and is overwritten by the older parse: the defect. The first is released only
+  // once the second has done one or the other.
   write(path, config_with_quota(2));
   std::thread second([&] { reloader.reload(); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // room for an overtaking reload
   {
-    std::lock_guard lock(m);
+    std::unique_lock lock(m);
+    const bool raced = cv.wait_for(lock, 60s, [&] { return second_waiting || applies > 1; });
     release_first = true;
+    cv.notify_all();
+    lock.unlock();
+    if (!raced) {
+      first.join();
+      second.join();
+      FAIL() << "in 60 s the second reload neither waited for the first nor applied";
+    }
   }
-  cv.notify_all();
   first.join();
   second.join();
   ASSERT_TRUE(in_force);
-  EXPECT_EQ(in_force->groups()[0].users[0].quota_pct, 2);
+  EXPECT_EQ(in_force->groups()[0].users[0].quota_pct, 2) << "an older parse was applied after a newer one";
+  EXPECT_EQ(applies, 2);
   std::remove(path.c_str());
 }
 
