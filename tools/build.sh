@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 preset="${1:-release}"
 shift || true
 bash tools/bootstrap.sh
+# ccache rewrites paths under the checkout to relative ones, so that a fresh clone in another folder
+# (CI's) hits the cache that this machine's earlier builds filled.
+export CCACHE_BASEDIR="$PWD"
 [ -f "build/$preset/build.ninja" ] || cmake --preset "$preset" >/dev/null
 targets=()
 for t in "$@"; do targets+=(--target "$t"); done
