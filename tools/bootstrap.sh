@@ -18,7 +18,7 @@ case "${1:-build}" in
       # The AArch64 build of the kernel and engine tests, run under qemu-user (tools/aarch64_tests.sh).
       g++-aarch64-linux-gnu qemu-user libgtest-dev:arm64 librapidcheck-dev:arm64
       libsimdjson14:arm64  # the arm64 runtime only: libsimdjson-dev is not co-installable across architectures
-      libhiredis-dev redis-server nginx-light  # fleet: Redis client, the shared state, the test load balancer
+      libhiredis-dev redis-server nginx-light openssl  # fleet: Redis client, the shared state, the test load balancer, the TLS tests' certificates
     )
     ;;
   browser)
