@@ -66,6 +66,19 @@ std::vector<engine::TokenId> prompt_of(const engine::Model& model, std::size_t w
   return model.tokenizer().encode(text, false);
 }
 
+// Polls `done` until it holds or `deadline` passes; the caller asserts what it waited for, so that
+// a stalled engine fails the test with a message rather than hanging it until ctest's timeout.
+template <class Done>
+bool eventually(Done done, std::chrono::steady_clock::time_point deadline) {
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+std::chrono::steady_clock::time_point in(std::chrono::seconds limit) { return std::chrono::steady_clock::now() + limit; }
+
 double served(const qos::UsageReport& usage, const std::string& user) {
   for (const qos::UserUsage& u : usage.users) {
     if (u.user_id == user) return u.weighted_tokens;
@@ -99,16 +112,21 @@ TEST(EngineService, BackloggedUsersGetProcessedTokensInQuotaProportionOnTheRealE
       all.push_back(id++);
     }
   }
-  // Measure from a warmed-up point to a later one, both users still backlogged throughout.
+  // Measure from a warmed-up point to a later one, both users still backlogged throughout. Both
+  // waits share one deadline inside ctest's 300 s.
+  const auto deadline = in(240s);
   auto usage_after = [&](double total) {
-    for (;;) {
-      const qos::UsageReport usage = service.queue().usage();
-      if (served(usage, "a") + served(usage, "b") >= total) return usage;
-      std::this_thread::sleep_for(10ms);
-    }
+    qos::UsageReport usage;
+    eventually([&] {
+      usage = service.queue().usage();
+      return served(usage, "a") + served(usage, "b") >= total;
+    }, deadline);
+    return usage;
   };
   const qos::UsageReport start = usage_after(800);
+  ASSERT_GE(served(start, "a") + served(start, "b"), 800) << "the engine served too few weighted tokens in 240 s";
   const qos::UsageReport end = usage_after(3600);
+  ASSERT_GE(served(end, "a") + served(end, "b"), 3600) << "the engine served too few weighted tokens in 240 s";
   for (const qos::UserUsage& u : end.users) EXPECT_GT(u.waiting, 0u) << u.user_id << " ran out of backlog";
   const double wa = served(end, "a") - served(start, "a");
   const double wb = served(end, "b") - served(start, "b");
@@ -149,13 +167,14 @@ TEST(EngineService, KvPreemptionOnlyTakesALowerGroupsRequestWhichResumesIntact) 
     EngineService service(*model, ec, config);
     Outcomes o;
     EXPECT_EQ(service.submit(1, holder, prompt, greedy(50), o.callback(1)).status, SubmitResult::Status::kQueued);
-    while (service.stats().tokens_generated < 30) std::this_thread::sleep_for(5ms);
+    EXPECT_TRUE(eventually([&] { return service.stats().tokens_generated >= 30; }, in(120s)))
+        << "the holder had " << service.stats().tokens_generated << " of its 30 tokens after 120 s";
     EXPECT_EQ(service.submit(2, newcomer, long_prompt, greedy(8), o.callback(2)).status,
               SubmitResult::Status::kQueued);
     EXPECT_TRUE(o.wait_ended(1));
     EXPECT_TRUE(o.wait_ended(2));
     // The stats are the engine's as of its last finished step: give it that step.
-    for (int i = 0; i < 2000 && service.stats().blocks.active_blocks > 0; ++i) std::this_thread::sleep_for(5ms);
+    eventually([&] { return service.stats().blocks.active_blocks == 0; }, in(10s));
     EXPECT_EQ(service.stats().blocks.active_blocks, 0u);
     return std::pair{service.stats().preemptions, o.tokens[1]};
   };
@@ -192,8 +211,9 @@ TEST(EngineService, ACallbackThatThrowsFailsItsOwnRequestOnly) {
   ASSERT_TRUE(o.wait_ended(2));  // the engine thread survived and served the other request
   EXPECT_EQ(o.ended[2], OutputEvent::kOutput);
   EXPECT_EQ(failures.load(), 1);  // told once, then never called again
-  while (service.pending_requests() > 0) std::this_thread::sleep_for(5ms);
-  for (int i = 0; i < 2000 && service.stats().blocks.active_blocks > 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(eventually([&] { return service.pending_requests() == 0; }, in(60s)))
+      << service.pending_requests() << " requests still pending after 60 s";
+  eventually([&] { return service.stats().blocks.active_blocks == 0; }, in(10s));
   service.shutdown();
   EXPECT_EQ(service.stats().blocks.active_blocks, 0u);
 }
