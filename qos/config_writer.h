@@ -11,7 +11,8 @@ namespace tiergate::qos {
 
 std::string to_json(const Config& config);
 
-// JSON string literal with the escapes RFC 8259 requires (shared with the usage report).
+// JSON string literal with the escapes RFC 8259 requires (shared with the usage report); a byte
+// that is not part of well-formed UTF-8 becomes U+FFFD, so the literal is always valid JSON.
 std::string json_string(std::string_view text);
 
 // Shortest text that reads back as the same double.
