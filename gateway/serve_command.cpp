@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "engine/model.h"
+#include "engine/unicode.h"
 #include "gateway/api.h"
 #include "gateway/api_keys.h"
 #include "gateway/cli_args.h"
@@ -158,10 +159,16 @@ int run_serve(const std::vector<std::string>& args, std::ostream& out, std::ostr
     Fleet fleet = start_fleet(fleet_flags, service.queue());
     if (fleet.sync) {
       err << "tiergate: fleet: replica " << fleet.sync->replica_id() << ", fair share and sessions through "
-          << a.get("--redis-url", "") << " every " << a.count("--redis-sync-ms", 50) << " ms\n";
+          << fleet_flags->url.describe() << " every " << a.count("--redis-sync-ms", 50) << " ms\n";
     }
-    // Like vLLM, the model is named after what was loaded unless told otherwise.
-    const std::string served = a.get("--served-model-name", std::filesystem::path(model_path).stem().string());
+    // Like vLLM, the model is named after what was loaded unless told otherwise. The name is
+    // quoted in every response body, so it must be UTF-8: a flag that is not is refused, a file
+    // name that is not is repaired.
+    if (const std::string name = a.get("--served-model-name", ""); engine::to_valid_utf8(name) != name) {
+      throw CliError("--served-model-name must be UTF-8 text");
+    }
+    const std::string served =
+        engine::to_valid_utf8(a.get("--served-model-name", std::filesystem::path(model_path).stem().string()));
     ApiOptions api_options;
     api_options.model_name = served;
     api_options.qos_config_path = qos_path;
