@@ -2,10 +2,7 @@
 
 #include <simdjson.h>
 
-// Boost.JSON's implementation, compiled into this one translation unit (its header-only mode): the
-// compiled libboost_json is not among the build's dependencies. Any other file that builds JSON
-// with Boost.JSON includes <boost/json.hpp> only.
-#include <boost/json/src.hpp>
+#include <boost/json.hpp>
 #include <cmath>
 #include <limits>
 

@@ -11,7 +11,7 @@ case "${1:-build}" in
     what="build dependencies"
     packages=(
       cmake ninja-build ccache g++ pkg-config
-      libboost1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
+      libboost1.81-dev libboost-json1.81-dev libsimdjson-dev libspdlog-dev libssl-dev
       librapidcheck-dev libgtest-dev
       prometheus  # promtool, which checks /metrics' exposition in the integration tests
       clang-16 libclang-rt-16-dev  # sanitizer and libFuzzer builds (clang 14 lacks C++20 binding captures)
