@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -132,25 +133,42 @@ def test_seeded_sampling_is_reproducible_whatever_the_batch(server):
     args = dict(model=MODEL.stem, prompt="Once upon a time", max_tokens=10, temperature=0.9, top_p=0.9, seed=42)
     alone = c.completions.create(**args).choices[0].text
     assert wait_for_metric(server, lambda m: m["active_blocks"] == 0), "the server is not idle"
+    seeded_answered = threading.Event()
 
-    def background(prompt):  # other traffic, long enough to outlast the seeded requests
-        r = client(server).completions.create(model=MODEL.stem, prompt=prompt, max_tokens=48, temperature=1.0,
-                                              extra_body={"ignore_eos": True})
-        return time.monotonic(), r.usage.completion_tokens
+    def background(prompt):
+        """Other traffic, a hundred times longer than the seeded requests (they need not be sent
+        promptly to meet it running), closed once they are answered: the server cancels it."""
+        stream = client(server).completions.create(model=MODEL.stem, prompt=prompt, max_tokens=1000, temperature=1.0,
+                                                   stream=True, extra_body={"ignore_eos": True})
+        finish = None
+        try:
+            for chunk in stream:
+                finish = next((ch.finish_reason for ch in chunk.choices if ch.finish_reason), finish)
+                if finish or seeded_answered.is_set():
+                    break
+        finally:
+            stream.close()
+        return finish
 
     def seeded(_):
-        text = client(server).completions.create(**args).choices[0].text
-        return time.monotonic(), text
+        return client(server).completions.create(**args).choices[0].text
 
     with ThreadPoolExecutor(max_workers=7) as pool:
         others = [pool.submit(background, p) for p in ("The history of", "def main():", "Dear diary,")]
-        assert wait_for_metric(server, lambda m: m["running"] >= 3), "the other traffic never ran"
-        batched = list(pool.map(seeded, range(4)))  # concurrent with each other and with the others
+        try:
+            assert wait_for_metric(server, lambda m: m["running"] >= 3, seconds=60), "the other traffic never ran"
+            batched = list(pool.map(seeded, range(4)))  # concurrent with each other and with the others
+            after = engine_metrics(server)
+        finally:
+            seeded_answered.set()
         finished = [f.result() for f in others]
-    assert [text for _, text in batched] == [alone] * 4
-    # The seeded requests ran while the others did: all of them were done before any other was.
-    assert max(t for t, _ in batched) < min(t for t, _ in finished)
-    assert all(tokens == 48 for _, tokens in finished)
+    assert batched == [alone] * 4
+    # The seeded requests ran batched with the others: by the server's count those were running
+    # before the seeded ones were sent and still were once they were all answered, none finished.
+    assert after["running"] >= 3, f"the other traffic was no longer running when the seeded requests were answered: {after}"
+    assert finished == [None] * 3, f"other traffic finished before the seeded requests were answered: {finished}"
+    assert wait_for_metric(server, lambda m: m["running"] == 0 and m["active_blocks"] == 0, seconds=60), \
+        "the closed streams were not cancelled"
 
 
 def test_errors_surface_as_openai_exceptions(server):
