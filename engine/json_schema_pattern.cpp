@@ -194,6 +194,10 @@ const std::set<std::string_view>& annotations() {
   return keys;
 }
 
+std::string nodes_past_limit(const GrammarLimits& limits) {
+  return "the pattern passes the limit of " + std::to_string(limits.max_pattern_nodes) + " nodes";
+}
+
 class SchemaCompiler {
  public:
   SchemaCompiler(element root, bool strict, const GrammarLimits& limits) : root_(root), strict_(strict), limits_(limits) {}
@@ -205,9 +209,7 @@ class SchemaCompiler {
     if (level_ >= limits_.max_nesting) {
       return fail(path, "the schema nests past the limit of " + std::to_string(limits_.max_nesting) + " levels");
     }
-    if (nodes_.made() > limits_.max_pattern_nodes) {
-      return fail(path, "the schema's pattern passes the limit of " + std::to_string(limits_.max_pattern_nodes) + " nodes");
-    }
+    if (nodes_.made() > limits_.max_pattern_nodes) return fail(path, nodes_past_limit(limits_));
     ++level_;
     PatternRef p = compile_level(schema, path, depth);
     --level_;
@@ -275,6 +277,7 @@ class SchemaCompiler {
           for (element v : list) values.push_back(lit(simdjson::minify(v)));
         }
       }
+      if (nodes_.made() > limits_.max_pattern_nodes) return fail(path, nodes_past_limit(limits_));
       return pt::alt(std::move(values));  // `type` beside them adds nothing the values do not fix
     }
     if (keys.count("anyOf")) {
@@ -588,10 +591,12 @@ std::variant<PatternRef, SchemaError> choice_pattern(std::string_view choices, c
     return SchemaError{"the choices must be a non-empty list of strings"};
   }
   std::vector<PatternRef> alts;
+  pattern::NodeCount nodes;
   for (element c : list) {
     std::string_view s;
     if (c.get_string().get(s) != simdjson::SUCCESS) return SchemaError{"the choices must be strings"};
     alts.push_back(lit(s));
+    if (nodes.made() > limits.max_pattern_nodes) return SchemaError{"the choices' " + nodes_past_limit(limits)};
   }
   return pt::alt(std::move(alts));
 }

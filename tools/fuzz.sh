@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(qos_config_fuzz api_keys_fuzz request_body_fuzz tokenizer_fuzz gguf_fuzz http_request_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(qos_config_fuzz api_keys_fuzz request_body_fuzz tokenizer_fuzz gguf_fuzz http_request_fuzz constraint_fuzz)
 bash tools/bootstrap.sh
 bash tools/fetch_model.sh >/dev/null  # the tokenizer and HTTP targets load the default model
 [ -f build/sanitize/build.ninja ] || cmake --preset sanitize >/dev/null
