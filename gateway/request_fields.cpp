@@ -83,13 +83,15 @@ constexpr RequestField kFields[] = {
     // Structured output.
     {"response_format", kStateless, S::kImplemented, "", R"({"response_format": {"type": "json_object"}})",
      "`text`, `json_object`, `json_schema` (with `strict`), enforced by constrained decoding; a schema keyword "
-     "outside the supported subset → 400 naming it"},
+     "outside the supported subset → 400 naming it; a schema past a limit (64 KiB, 64 levels, 100,000 pattern "
+     "nodes, 200,000 NFA states, 1 s to compile) → 400 naming the limit"},
     {"guided_json", kStateless, S::kImplemented, "", R"({"guided_json": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}})",
-     "vLLM extension: a JSON schema, enforced as `json_schema`"},
+     "vLLM extension: a JSON schema, enforced as `json_schema`, within the same limits"},
     {"guided_regex", kStateless, S::kImplemented, "", R"({"guided_regex": "[0-9]{3}"})",
-     "vLLM extension: the whole output matches the regular expression"},
+     "vLLM extension: the whole output matches the regular expression; past 64 KiB, 64 nested groups, a "
+     "quantifier on a quantifier or the schema limits → 400 naming the limit"},
     {"guided_choice", kStateless, S::kImplemented, "", R"({"guided_choice": ["yes", "no"]})",
-     "vLLM extension: the output is exactly one of the strings"},
+     "vLLM extension: the output is exactly one of the strings; past 64 KiB of choices → 400"},
     {"guided_grammar", kStateless, S::kRefused, "", R"({"guided_grammar": "root ::= \"a\""})",
      "EBNF grammars are not supported: use guided_regex or a JSON schema"},
     // Tools.
