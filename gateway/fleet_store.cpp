@@ -1,7 +1,5 @@
 #include "gateway/fleet_store.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -148,18 +146,6 @@ std::string number(double x) {
 
 std::string key(const std::string& prefix, const std::string& kind, const std::string& group) {
   return prefix + ":" + kind + ":" + std::to_string(group.size()) + ":" + group;
-}
-
-std::string sha1_hex(const std::string& text) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : digest) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
 }
 
 bool to_double(const RedisReply& r, double& out) {

@@ -68,18 +68,6 @@ std::string percent_decode(const std::string& text, const std::string& what, con
   return out;
 }
 
-std::string sha1_hex(const std::string& text) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : digest) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
-
 RedisReply convert(const redisReply& r) {
   RedisReply out;
   switch (r.type) {
@@ -337,6 +325,18 @@ struct RedisConnection::Context {
     }
   }
 };
+
+std::string sha1_hex(const std::string& text) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : digest) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
 
 RedisScript::RedisScript(std::string script) : text(std::move(script)), sha1(sha1_hex(text)) {}
 

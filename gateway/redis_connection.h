@@ -53,6 +53,9 @@ struct RedisResult {
   std::vector<RedisReply> replies;  // one per command when failure == kNone
 };
 
+// Lower-case hex SHA-1 of `text` (a script's EVALSHA name, a config's fingerprint).
+std::string sha1_hex(const std::string& text);
+
 // A Lua script run by its SHA-1 (EVALSHA), loaded again when Redis has lost it (a restart).
 struct RedisScript {
   explicit RedisScript(std::string text);

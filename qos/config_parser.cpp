@@ -13,6 +13,8 @@
 #include <sstream>
 #include <utility>
 
+#include "qos/utf8.h"
+
 namespace tiergate::qos {
 namespace {
 
@@ -22,34 +24,10 @@ using simdjson::dom::element_type;
 // Byte offset of the first byte that does not start a well-formed UTF-8 sequence (overlongs,
 // surrogates and code points past U+10FFFF count as ill-formed), or nullopt when all is well.
 std::optional<std::size_t> first_invalid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    std::size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k) {
-      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
-    }
-    i += len;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t length = utf8_sequence(s, i);
+    if (length == 0) return i;
+    i += length;
   }
   return std::nullopt;
 }
