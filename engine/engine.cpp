@@ -244,6 +244,16 @@ bool Engine::prepare_masks() {
   return pending;
 }
 
+// A request started this step was not running when prepare_masks() ran: a resumed one's state may
+// still want its mask, which then waits for the next step's share rather than be computed here.
+bool Engine::mask_ready(Sequence& seq) {
+  if (seq.mask_pending) return false;
+  std::size_t none = 0;
+  if (seq.sampler.prepare_mask(none)) return true;
+  seq.mask_pending = masks_pending_ = true;
+  return false;
+}
+
 void Engine::list_running() {
   running_work_.clear();
   masks_pending_ = prepare_masks();
@@ -301,7 +311,7 @@ void Engine::execute_plan() {
   for (auto [r, g] : work) {
     std::size_t prefill = g->prefill_tokens;
     for (auto& seq : r->seqs) {
-      if (seq->finish != FinishReason::kNone || !seq->has_blocks || seq->mask_pending) continue;
+      if (seq->finish != FinishReason::kNone || !seq->has_blocks || !mask_ready(*seq)) continue;
       const std::size_t pending = seq->tokens.size() - seq->computed;
       if (pending == 1 && seq->generated > 0) {
         if (g->decode) rows_.push_back({r, seq.get(), seq->computed, seq->computed + 1});

@@ -117,6 +117,7 @@ class Engine {
   void drain_inbox(bool with_cancels = true);
   Request* find_started(RequestId id);  // a request the policy starts; it may still be in the inbox
   bool prepare_masks();                 // this step's grammar-mask work; true when some are still pending
+  bool mask_ready(Sequence& seq);       // its next draw's mask is there (else it rests this step)
   void list_running();                  // running_work_ from running_ (sequences waiting on a mask rest)
   void execute_plan();                  // plan_ → rows_
   void preempt(Request& request);
