@@ -131,7 +131,10 @@ def test_full_queue_is_429_and_a_request_past_its_wait_bound_is_503_streaming_or
 
 def test_sigterm_answers_queued_requests_503_and_lets_running_ones_finish(server):
     client, proc = server["client"], server["proc"]
-    platinum = start_platinum_stream(client, 12)  # done well within the 30 s shutdown deadline
+    # Long enough to hold the one sequence while Bronze queues behind it (12 tokens were done in
+    # 0.25 s on an AVX-512 EPYC, before Bronze had queued), and done well within the 30 s shutdown
+    # deadline on a machine several times slower (about 4 s here).
+    platinum = start_platinum_stream(client, 400)
     queued = Stream(client, chat("user_id4", 8, True))
     queued.start()
     assert wait_until(lambda: waiting(client, "Bronze") == 1)
